@@ -1,0 +1,28 @@
+"""xpgrad's engine: tensors, the dynamic graph and reverse-mode differentiation to any order.
+
+>>> import autograd as ag
+>>> x = ag.tensor([1.0, 2.0, 3.0], requires_grad=True)
+>>> (x * x).sum().backward()
+>>> x.grad
+tensor([2., 4., 6.])
+"""
+from . import dtypes
+from ._methods import install as _install
+from .creation import (
+    arange, empty, eye, from_numpy, full, full_like, manual_seed, ones, ones_like, rand, randn, tensor, zeros,
+    zeros_like,
+)
+from .dtypes import bool_, float16, float32, float64, get_default_dtype, int32, int64, set_default_dtype
+from .engine import grad
+from .function import Context, Function
+from .grad_mode import detect_anomaly, enable_grad, is_anomaly_enabled, is_grad_enabled, no_grad, set_grad_enabled
+from .ops import *  # noqa: F401,F403  (the op functions: add, exp, sum, reshape, ...)
+from .ops import __all__ as _ops_all  # type: ignore[attr-defined]
+from .tensor import Tensor
+from backends.device import Device
+
+_install()
+
+from .testing import GradcheckError, gradcheck, gradgradcheck  # noqa: E402  (needs the ops above)
+
+__version__ = "0.1.0"

@@ -1,0 +1,126 @@
+"""Creating tensors: ``tensor``, ``zeros``, ``arange``, ``rand``... and seeding."""
+from __future__ import annotations
+
+import numpy as np
+
+import backends
+from backends.device import as_device
+
+from . import dtypes
+from .tensor import Tensor, _make
+
+__all__ = [
+    "tensor", "zeros", "ones", "full", "empty", "arange", "eye", "zeros_like", "ones_like", "full_like",
+    "rand", "randn", "from_numpy", "manual_seed",
+]
+
+
+def _finish(data, device, requires_grad) -> Tensor:
+    t = _make(data, device, None, 0, False)
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+def _float_or(dtype):
+    return np.dtype(dtype) if dtype is not None else dtypes.get_default_dtype()
+
+
+def _shape(shape) -> tuple:
+    if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)):
+        shape = tuple(shape[0])
+    return tuple(int(s) for s in shape)
+
+
+def tensor(data, dtype=None, device="cpu", requires_grad: bool = False) -> Tensor:
+    """A new tensor (always a copy) from a list, number, NumPy/CuPy array or Tensor.
+
+    Python floats become the default float dtype (float32), Python ints int64; an array keeps
+    its dtype.
+    """
+    return Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def zeros(*shape, dtype=None, device="cpu", requires_grad=False) -> Tensor:
+    dev = as_device(device)
+    return _finish(dev.backend.xp.zeros(_shape(shape), dtype=_float_or(dtype)), dev, requires_grad)
+
+
+def ones(*shape, dtype=None, device="cpu", requires_grad=False) -> Tensor:
+    dev = as_device(device)
+    return _finish(dev.backend.xp.ones(_shape(shape), dtype=_float_or(dtype)), dev, requires_grad)
+
+
+def empty(*shape, dtype=None, device="cpu", requires_grad=False) -> Tensor:
+    dev = as_device(device)
+    return _finish(dev.backend.xp.empty(_shape(shape), dtype=_float_or(dtype)), dev, requires_grad)
+
+
+def full(shape, value, dtype=None, device="cpu", requires_grad=False) -> Tensor:
+    """Filled with ``value``; the dtype follows the value (float -> default float, int -> int64)."""
+    dev = as_device(device)
+    if dtype is None:
+        dtype = dtypes.get_default_dtype() if isinstance(value, float) else np.asarray(value).dtype
+        if isinstance(value, bool):
+            dtype = np.bool_
+        elif isinstance(value, int):
+            dtype = np.int64
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    return _finish(dev.backend.xp.full(shape, value, dtype=dtype), dev, requires_grad)
+
+
+def arange(start, stop=None, step=1, dtype=None, device="cpu", requires_grad=False) -> Tensor:
+    """NumPy's arange; float arguments give the default float dtype, ints give int64."""
+    dev = as_device(device)
+    if stop is None:
+        start, stop = 0, start
+    if dtype is None:
+        is_float = any(isinstance(v, float) for v in (start, stop, step))
+        dtype = dtypes.get_default_dtype() if is_float else np.int64
+    return _finish(dev.backend.xp.arange(start, stop, step, dtype=dtype), dev, requires_grad)
+
+
+def eye(n, m=None, dtype=None, device="cpu", requires_grad=False) -> Tensor:
+    dev = as_device(device)
+    return _finish(dev.backend.xp.eye(n, m, dtype=_float_or(dtype)), dev, requires_grad)
+
+
+def zeros_like(t: Tensor, dtype=None, device=None, requires_grad=False) -> Tensor:
+    dev = as_device(device) if device is not None else t.device
+    return _finish(dev.backend.xp.zeros(t.shape, dtype=dtype or t.dtype), dev, requires_grad)
+
+
+def ones_like(t: Tensor, dtype=None, device=None, requires_grad=False) -> Tensor:
+    dev = as_device(device) if device is not None else t.device
+    return _finish(dev.backend.xp.ones(t.shape, dtype=dtype or t.dtype), dev, requires_grad)
+
+
+def full_like(t: Tensor, value, dtype=None, device=None, requires_grad=False) -> Tensor:
+    dev = as_device(device) if device is not None else t.device
+    return _finish(dev.backend.xp.full(t.shape, value, dtype=dtype or t.dtype), dev, requires_grad)
+
+
+def rand(*shape, dtype=None, device="cpu", requires_grad=False) -> Tensor:
+    """Uniform on [0, 1), from the device's generator (seeded by ``manual_seed``)."""
+    dev = as_device(device)
+    return _finish(dev.backend.uniform(_shape(shape), 0.0, 1.0, _float_or(dtype), dev), dev, requires_grad)
+
+
+def randn(*shape, dtype=None, device="cpu", requires_grad=False) -> Tensor:
+    """Standard normal samples from the device's generator (seeded by ``manual_seed``)."""
+    dev = as_device(device)
+    return _finish(dev.backend.normal(_shape(shape), 0.0, 1.0, _float_or(dtype), dev), dev, requires_grad)
+
+
+def from_numpy(a: np.ndarray) -> Tensor:
+    """A cpu tensor sharing memory with ``a`` (changes to one show in the other)."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"from_numpy expects a numpy.ndarray, got {type(a).__name__}")
+    return _make(a, as_device("cpu"), None, 0, False)
+
+
+def manual_seed(seed: int) -> None:
+    """Seed the generators of every backend in use (rand, randn, dropout, init)."""
+    seed = int(seed)
+    for name in backends.available():
+        backends.get(name).seed(seed)

@@ -1,0 +1,383 @@
+"""Reverse-mode traversal: ``Tensor.backward`` and ``ag.grad``.
+
+Nodes carry a sequence number taken when they were recorded; every consumer of a node is newer
+than the node itself. Popping nodes newest-first from a heap therefore visits each node only
+after all its consumers have delivered their gradients: a reverse topological order, computed
+iteratively (no recursion, so a 100,000-op chain is fine) and without a counting pre-pass.
+
+Broadcasting is undone here, once for all ops: a gradient whose shape differs from its input's
+is summed back to that shape (``sum_to``), and cast to the input's dtype, so float32 inputs get
+float32 gradients.
+"""
+from __future__ import annotations
+
+import heapq
+from typing import Sequence
+
+from .function import Context, _format_stack, _freed_error
+from .grad_mode import state
+from .tensor import Tensor, _make
+
+__all__ = ["run_backward", "grad", "sum_to"]
+
+
+def sum_to(g, shape):
+    """Sum ``g`` (array or Tensor) down to ``shape``, the inverse of broadcasting ``shape`` to g.shape."""
+    gshape = g.shape
+    if tuple(gshape) == tuple(shape):
+        return g
+    lead = len(gshape) - len(shape)
+    if lead < 0:
+        raise ValueError(f"cannot reduce a gradient of shape {tuple(gshape)} to shape {tuple(shape)}")
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, n in enumerate(shape) if n == 1 and gshape[lead + i] != 1
+    )
+    for i, n in enumerate(shape):
+        if n != 1 and gshape[lead + i] != n:
+            raise ValueError(f"cannot reduce a gradient of shape {tuple(gshape)} to shape {tuple(shape)}")
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    if lead:
+        g = g.reshape(shape)
+    return g
+
+
+def _as_tensor_list(x, what: str) -> tuple:
+    if isinstance(x, Tensor):
+        return (x,)
+    if x is None:
+        return ()
+    try:
+        items = tuple(x)
+    except TypeError:
+        raise TypeError(f"{what} must be a Tensor or a sequence of Tensors, got {type(x).__name__}") from None
+    return items
+
+
+def _seed(root: Tensor, g, i: int):
+    """Initial gradient array for ``root`` (ones for one-element roots)."""
+    backend = root.device.backend
+    if g is None:
+        if root.data.size != 1:
+            raise RuntimeError(
+                f"grad can be implicitly created only for outputs with one element, but output {i} has "
+                f"shape {root.shape}; pass a gradient of that shape, e.g. t.backward(ag.ones_like(t))"
+            )
+        return backend.xp.ones(root.data.shape, dtype=root.data.dtype)
+    if isinstance(g, Tensor):
+        if g.device is not root.device:
+            raise RuntimeError(f"the gradient for output {i} is on {g.device}, but the output is on {root.device}")
+        data = g.data
+    else:
+        data = backend.asarray(g)
+    if tuple(data.shape) != root.shape:
+        raise RuntimeError(f"the gradient for output {i} has shape {tuple(data.shape)}, but the output has shape {root.shape}")
+    if data.dtype != root.data.dtype:
+        data = data.astype(root.data.dtype)
+    return g if isinstance(g, Tensor) and g.data is data else data
+
+
+def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None, allow_unused=False):
+    """Shared driver of ``Tensor.backward`` (inputs=None: accumulate into leaves) and ``ag.grad``."""
+    if retain_graph is None:
+        retain_graph = create_graph
+    roots = []
+    seeds = []
+    for i, (t, g) in enumerate(zip(tensors, grad_tensors)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"output {i} is a {type(t).__name__}, not a Tensor")
+        if not t._requires_grad:
+            raise RuntimeError(
+                f"element {i} of the outputs does not require grad and has no grad_fn: nothing it "
+                "depends on requires grad (or it was computed under no_grad)"
+            )
+        s = _seed(t, g, i)
+        if create_graph and not isinstance(s, Tensor):
+            s = _make(s, t.device, None, 0, False)
+        elif not create_graph and isinstance(s, Tensor):
+            s = s.data
+        roots.append(t)
+        seeds.append(s)
+
+    capture = None
+    run = None
+    if inputs is not None:
+        capture = {}
+        leaf_inputs = {}
+        node_inputs = {}
+        for k, x in enumerate(inputs):
+            if not isinstance(x, Tensor):
+                raise TypeError(f"input {k} is a {type(x).__name__}, not a Tensor")
+            if not x._requires_grad:
+                raise RuntimeError(f"input {k} does not require grad, so no gradient can be computed for it")
+            if x.grad_fn is None:
+                leaf_inputs[id(x)] = k
+            else:
+                node_inputs.setdefault(x.grad_fn, []).append((x._out_idx, k))
+        run, reach = _prune([t.grad_fn for t in roots if t.grad_fn is not None], leaf_inputs, node_inputs)
+
+    pending: dict = {}
+    heap: list = []
+    handed: set = set()
+    prev_mode = state.grad_enabled
+    state.grad_enabled = create_graph
+    try:
+        for t, s in zip(roots, seeds):
+            handed.add(id(s))
+            if t.grad_fn is None:
+                _deliver_leaf(t, s, capture, leaf_inputs if capture is not None else None, create_graph, handed, True)
+            else:
+                if capture is not None and t.grad_fn not in reach:
+                    continue
+                _add_pending(pending, heap, t.grad_fn, t._out_idx, s)
+        anomaly = state.anomaly
+        while heap:
+            node = heapq.heappop(heap)[1]
+            gout = pending.pop(node)
+            if capture is not None:
+                for idx, k in node_inputs.get(node, ()):
+                    g = gout if node.n_out == 1 else gout[idx]
+                    if g is not None:
+                        capture[k] = g
+                if node not in run:
+                    continue
+            if node._released:
+                raise _freed_error(node)
+            if node._retained is not None:
+                _fill_retained(node, gout, create_graph)
+            grads_in = _call_backward(node, gout, create_graph)
+            edges = node.next_edges
+            if len(grads_in) > len(edges):
+                raise RuntimeError(
+                    f"{node.fn.__name__}.backward returned {len(grads_in)} gradients, but forward took {len(edges)} inputs"
+                )
+            for edge, gi in zip(edges, grads_in):
+                if edge is None or gi is None:
+                    continue
+                target, idx, shape, dtype = edge
+                gshape = gi.shape
+                if gshape != shape:
+                    try:
+                        gi = sum_to(gi, shape)
+                    except ValueError:
+                        raise RuntimeError(
+                            f"{node.fn.__name__}.backward returned a gradient of shape {tuple(gshape)} for an "
+                            f"input of shape {tuple(shape)}"
+                        ) from None
+                if gi.dtype != dtype:
+                    gi = gi.astype(dtype)
+                if anomaly:
+                    _check_finite_backward(node, gi)
+                if type(target) is Context:
+                    if capture is not None and target not in reach:
+                        continue
+                    _add_pending(pending, heap, target, idx, gi)
+                else:
+                    _deliver_leaf(target, gi, capture, leaf_inputs if capture is not None else None, create_graph, handed, False)
+                handed.add(id(gi))
+            if not retain_graph:
+                node.release()
+    finally:
+        state.grad_enabled = prev_mode
+
+    if capture is None:
+        return None
+    result = []
+    for k, x in enumerate(inputs):
+        g = capture.get(k)
+        if g is None:
+            if not allow_unused:
+                raise RuntimeError(
+                    f"input {k} (shape {x.shape}) was not used to compute the outputs; pass "
+                    "allow_unused=True to get None for it"
+                )
+            result.append(None)
+        elif isinstance(g, Tensor):
+            result.append(g)
+        else:
+            result.append(_make(g, x.device, None, 0, False))
+    return tuple(result)
+
+
+def _add_pending(pending, heap, node, idx, g):
+    n = node.n_out
+    if n == 1:
+        prev = pending.get(node)
+        if prev is None:
+            if node not in pending:
+                heapq.heappush(heap, (-node.seq, node))
+            pending[node] = g
+        else:
+            pending[node] = prev + g
+    else:
+        slots = pending.get(node)
+        if slots is None:
+            slots = pending[node] = [None] * n
+            heapq.heappush(heap, (-node.seq, node))
+        slots[idx] = g if slots[idx] is None else slots[idx] + g
+
+
+def _call_backward(node, gout, create_graph):
+    fn = node.fn
+    if node.n_out == 1:
+        grads = (gout,)
+    else:
+        grads = tuple(g if g is not None else _zeros_for(node, i, create_graph) for i, g in enumerate(gout))
+    raw = fn.raw_backward and not create_graph
+    node._raw = raw
+    if raw:
+        out = fn.backward(node, *grads)
+    elif create_graph:
+        out = fn.backward(node, *grads)
+    else:
+        dev = node._out_meta[0]
+        out = fn.backward(node, *[_make(g, dev, None, 0, False) for g in grads])
+    if type(out) is not tuple:
+        out = tuple(out) if type(out) is list else (out,)
+    array_type = node._out_meta[0].backend.array_type
+    fixed = None
+    for i, gi in enumerate(out):
+        if gi is None:
+            continue
+        if create_graph:
+            if not isinstance(gi, Tensor):
+                if node.next_edges[i] is None if i < len(node.next_edges) else True:
+                    continue
+                raise RuntimeError(
+                    f"{fn.__name__}.backward returned a raw array for input {i} under create_graph=True, so "
+                    "its gradient cannot be differentiated again; compute the gradient with autograd ops on "
+                    "the Tensors it receives (or avoid double backward through this op)"
+                )
+            continue
+        if isinstance(gi, Tensor):
+            gi = gi.data
+        elif type(gi) is not array_type:
+            gi = node.xp.asarray(gi)
+        else:
+            continue
+        if fixed is None:
+            fixed = list(out)
+        fixed[i] = gi
+    return out if fixed is None else tuple(fixed)
+
+
+def _zeros_for(node, i, create_graph):
+    shape, dtype = node._out_meta[1 + i]
+    dev = node._out_meta[0]
+    z = dev.backend.xp.zeros(shape, dtype=dtype)
+    return _make(z, dev, None, 0, False) if create_graph else z
+
+
+def _owned(g, handed) -> bool:
+    """True when ``g`` may become a leaf's .grad as is: it owns its memory and was not handed out
+    anywhere else in this pass (pass-through ops return the very same gradient for two inputs)."""
+    data = g.data if isinstance(g, Tensor) else g
+    return getattr(data, "base", None) is None and id(g) not in handed and id(data) not in handed
+
+
+def _deliver_leaf(leaf, g, capture, leaf_inputs, create_graph, handed, is_seed):
+    if capture is not None:
+        k = leaf_inputs.get(id(leaf))
+        if k is not None:
+            prev = capture.get(k)
+            capture[k] = g if prev is None else prev + g
+        return
+    existing = leaf._grad
+    if create_graph:
+        if existing is None:
+            leaf._grad = g if _owned(g, handed) and g.grad_fn is not None else _clone(g)
+        else:
+            leaf._grad = existing + g
+        return
+    if existing is None:
+        if not _owned(g, handed) or is_seed:
+            g = g.copy()
+        leaf._grad = _make(g, leaf.device, None, 0, False)
+    elif existing.grad_fn is None and not existing._requires_grad:
+        existing.data += g
+        existing._bump("gradient accumulation")
+    else:
+        leaf._grad = _make(existing.data + g, leaf.device, None, 0, False)
+
+
+def _clone(g: Tensor) -> Tensor:
+    from .ops.elementwise import clone
+
+    return clone(g)
+
+
+def _fill_retained(node, gout, create_graph):
+    for idx, ref in node._retained.items():
+        t = ref()
+        if t is None:
+            continue
+        g = gout if node.n_out == 1 else gout[idx]
+        if g is None:
+            continue
+        if create_graph:
+            t._grad = g if t._grad is None else t._grad + g
+        else:
+            t._grad = _make(g.copy() if t._grad is None else t._grad.data + g, t.device, None, 0, False)
+
+
+def _prune(root_nodes, leaf_inputs, node_inputs):
+    """Nodes whose backward must run for ``ag.grad`` (``run``) and nodes on a path to an input (``reach``)."""
+    order = []
+    seen = set()
+    stack = [(n, False) for n in root_nodes]
+    while stack:
+        node, done = stack.pop()
+        if done:
+            order.append(node)
+            continue
+        if node in seen:
+            continue
+        seen.add(node)
+        stack.append((node, True))
+        for e in node.next_edges:
+            if e is not None and type(e[0]) is Context and e[0] not in seen:
+                stack.append((e[0], False))
+    run = set()
+    reach = set()
+    for node in order:  # children before parents
+        needed = False
+        for e in node.next_edges:
+            if e is None:
+                continue
+            t = e[0]
+            if (t in reach) if type(t) is Context else (id(t) in leaf_inputs):
+                needed = True
+                break
+        if needed:
+            run.add(node)
+        if needed or node in node_inputs:
+            reach.add(node)
+    return run, reach
+
+
+def _check_finite_backward(node, g) -> None:
+    data = g.data if isinstance(g, Tensor) else g
+    if data.dtype.kind in "fc" and not bool(node.xp.isfinite(data).all()):
+        raise RuntimeError(
+            f"detect_anomaly: the backward of {node.fn.__name__} produced NaN or inf "
+            f"(gradient of shape {tuple(data.shape)}).{_format_stack(node._stack)}"
+        )
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):
+    """Gradients of ``outputs`` with respect to ``inputs``, as a tuple (never writes ``.grad``).
+
+    ``outputs``, ``inputs`` and ``grad_outputs`` may each be one Tensor or a sequence. With
+    ``create_graph=True`` the returned gradients are differentiable again (any order).
+    """
+    outs = _as_tensor_list(outputs, "outputs")
+    ins = _as_tensor_list(inputs, "inputs")
+    if not ins:
+        raise ValueError("ag.grad needs at least one input")
+    if grad_outputs is None:
+        gouts: Sequence = (None,) * len(outs)
+    else:
+        gouts = _as_tensor_list(grad_outputs, "grad_outputs") if not isinstance(grad_outputs, Tensor) else (grad_outputs,)
+        if len(gouts) != len(outs):
+            raise ValueError(f"got {len(gouts)} grad_outputs for {len(outs)} outputs")
+    return run_backward(outs, gouts, retain_graph, create_graph, inputs=ins, allow_unused=allow_unused)

@@ -1,0 +1,104 @@
+"""Grad mode and anomaly mode: thread-local switches read by every op."""
+from __future__ import annotations
+
+import functools
+import threading
+
+__all__ = ["no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "detect_anomaly", "is_anomaly_enabled"]
+
+
+class _State(threading.local):
+    # Class attributes are the per-thread defaults.
+    grad_enabled = True
+    anomaly = False
+
+
+state = _State()
+
+
+def is_grad_enabled() -> bool:
+    """Whether ops record the graph in this thread."""
+    return state.grad_enabled
+
+
+class _GradModeContext:
+    """Context manager and decorator that sets grad mode and restores the previous one."""
+
+    _mode = True
+
+    def __enter__(self):
+        self._prev = state.grad_enabled
+        state.grad_enabled = self._mode
+        return self
+
+    def __exit__(self, *exc):
+        state.grad_enabled = self._prev
+        return False
+
+    def __call__(self, func):
+        mode = self._mode
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            prev = state.grad_enabled
+            state.grad_enabled = mode
+            try:
+                return func(*args, **kwargs)
+            finally:
+                state.grad_enabled = prev
+
+        return wrapper
+
+
+class no_grad(_GradModeContext):
+    """Record no graph inside the block (``with ag.no_grad():``) or function (``@ag.no_grad()``)."""
+
+    _mode = False
+
+
+class enable_grad(_GradModeContext):
+    """Record the graph again inside a ``no_grad`` region."""
+
+    _mode = True
+
+
+class set_grad_enabled(_GradModeContext):
+    """``ag.set_grad_enabled(flag)`` sets grad mode at once; as a context manager it restores it on exit."""
+
+    def __init__(self, mode: bool) -> None:
+        self._prev = state.grad_enabled
+        self._mode = bool(mode)
+        state.grad_enabled = self._mode
+
+    def __enter__(self):
+        return self
+
+
+def is_anomaly_enabled() -> bool:
+    return state.anomaly
+
+
+class detect_anomaly:
+    """Inside this block every op's forward outputs and every backward gradient are checked for
+    NaN/inf; the first one found raises RuntimeError naming the op and where its forward ran.
+    Each op then records its call site, so expect it to be several times slower."""
+
+    def __init__(self, check_nan: bool = True) -> None:
+        self.check_nan = check_nan
+
+    def __enter__(self):
+        self._prev = state.anomaly
+        state.anomaly = self.check_nan
+        return self
+
+    def __exit__(self, *exc):
+        state.anomaly = self._prev
+        return False
+
+    def __call__(self, func):
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            with detect_anomaly(self.check_nan):
+                return func(*args, **kwargs)
+
+        return wrapper

@@ -1,0 +1,252 @@
+"""Reductions over axes: sum, mean, var, max, min, prod, logsumexp, argmax, argmin."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..function import Function
+from ._util import as_tensor, kept_shape, normalize_axis
+
+__all__ = ["sum", "mean", "var", "max", "min", "prod", "logsumexp", "argmax", "argmin"]
+
+
+def _spread(ctx, g):
+    """Upstream gradient of a reduction, broadcast back to the input's shape."""
+    return ctx.ops.broadcast_to(g.reshape(ctx.kshape), ctx.shape)
+
+
+def _count(shape, axes) -> int:
+    if axes is None:
+        return math.prod(shape)
+    return math.prod(shape[a] for a in axes)
+
+
+class Sum(Function):
+    raw_backward = True
+
+    @staticmethod
+    def forward(ctx, a, axes, keepdims):
+        x = a.data
+        ctx.shape = x.shape
+        ctx.kshape = kept_shape(x.shape, axes)
+        return x.sum(axis=axes, keepdims=keepdims)
+
+    @staticmethod
+    def backward(ctx, g):
+        return _spread(ctx, g)
+
+
+class Mean(Function):
+    raw_backward = True
+
+    @staticmethod
+    def forward(ctx, a, axes, keepdims):
+        x = a.data
+        ctx.shape = x.shape
+        ctx.kshape = kept_shape(x.shape, axes)
+        ctx.n = _count(x.shape, axes)
+        return x.mean(axis=axes, keepdims=keepdims)
+
+    @staticmethod
+    def backward(ctx, g):
+        return _spread(ctx, g / ctx.n) if ctx.n else _spread(ctx, g)
+
+
+class Var(Function):
+    raw_backward = True
+
+    @staticmethod
+    def forward(ctx, a, axes, ddof, keepdims):
+        x = a.data
+        ctx.save_for_backward(a)
+        ctx.shape = x.shape
+        ctx.kshape = kept_shape(x.shape, axes)
+        ctx.axes = axes
+        ctx.scale = 2.0 / (_count(x.shape, axes) - ddof) if _count(x.shape, axes) - ddof > 0 else float("nan")
+        return x.var(axis=axes, ddof=ddof, keepdims=keepdims)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved
+        centered = x - x.mean(axis=ctx.axes, keepdims=True)
+        return _spread(ctx, g) * centered * ctx.scale
+
+
+class _Extreme(Function):
+    """max/min: the gradient goes to the extreme elements, split evenly among ties."""
+
+    raw_backward = True
+    _method = ""
+
+    @classmethod
+    def forward(cls, ctx, a, axes, keepdims):
+        x = a.data
+        if x.size == 0 and (axes is None or any(x.shape[i] == 0 for i in axes)):
+            raise ValueError(f"{cls._method}: reduction over an empty axis of a tensor of shape {x.shape}")
+        ctx.shape = x.shape
+        ctx.kshape = kept_shape(x.shape, axes)
+        y = getattr(x, cls._method)(axis=axes, keepdims=True)
+        hits = x == y
+        ctx.weight = hits / hits.sum(axis=axes, keepdims=True).astype(x.dtype)
+        return y if keepdims else y.reshape(tuple(n for i, n in enumerate(x.shape) if axes is not None and i not in axes))
+
+    @staticmethod
+    def backward(ctx, g):
+        return _spread(ctx, g) * ctx.weight
+
+
+class Max(_Extreme):
+    _method = "max"
+
+
+class Min(_Extreme):
+    _method = "min"
+
+
+class Prod(Function):
+    raw_backward = True
+    saves_output = True
+
+    @staticmethod
+    def forward(ctx, a, axes, keepdims):
+        x = a.data
+        ctx.save_for_backward(a)
+        ctx.shape = x.shape
+        ctx.kshape = kept_shape(x.shape, axes)
+        ctx.axes = axes
+        ctx.keepdims = keepdims
+        return x.prod(axis=axes, keepdims=keepdims)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved
+        return _spread(ctx, g) * _product_of_others(ctx, x)
+
+
+def _product_of_others(ctx, x):
+    """For each element, the product of the other elements in its reduction group."""
+    xp = ctx.xp
+    has_zero = bool((ctx.xp.asarray(x.data if not ctx._raw else x) == 0).any())
+    if not has_zero:
+        y = ctx.output
+        if not ctx.keepdims:
+            y = y.reshape(ctx.kshape)
+        return y / x
+    axes = ctx.axes if ctx.axes is not None else tuple(range(len(ctx.shape)))
+    rest = tuple(i for i in range(len(ctx.shape)) if i not in axes)
+    perm = rest + axes
+    inv = tuple(int(i) for i in np.argsort(perm))
+    moved_shape = tuple(ctx.shape[i] for i in perm)
+    n = math.prod(ctx.shape[i] for i in axes)
+    flat = x.transpose(perm).reshape(moved_shape[: len(rest)] + (n,))
+    if ctx._raw:
+        # Exclusive prefix and suffix products: exact with zeros, O(n).
+        ones = xp.ones(flat.shape[:-1] + (1,), dtype=flat.dtype)
+        left = xp.cumprod(xp.concatenate([ones, flat[..., :-1]], axis=-1), axis=-1)
+        right = xp.flip(xp.cumprod(xp.concatenate([ones, xp.flip(flat, -1)[..., :-1]], axis=-1), axis=-1), -1)
+        others = left * right
+    else:
+        # Differentiable form: product over rows of an (n, n) matrix with ones on the diagonal.
+        import autograd as ag
+
+        eye = xp.eye(n, dtype=bool)
+        rows = ag.where(eye, 1.0, ag.expand_dims(flat, -2))
+        others = ag.prod(rows, axis=-1)
+    return others.reshape(moved_shape).transpose(inv)
+
+
+class LogSumExp(Function):
+    raw_backward = True
+    saves_output = True
+
+    @staticmethod
+    def forward(ctx, a, axes, keepdims):
+        xp = ctx.xp
+        x = a.data
+        ctx.save_for_backward(a)
+        ctx.shape = x.shape
+        ctx.kshape = kept_shape(x.shape, axes)
+        ctx.keepdims = keepdims
+        m = x.max(axis=axes, keepdims=True)
+        m = xp.where(xp.isfinite(m), m, 0)  # all -inf rows stay -inf instead of NaN
+        with np.errstate(divide="ignore"):
+            out = xp.log(xp.exp(x - m).sum(axis=axes, keepdims=True)) + m
+        return out if keepdims else out.reshape(tuple(n for i, n in enumerate(x.shape) if axes is not None and i not in axes))
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved
+        y = ctx.output.reshape(ctx.kshape)
+        return _spread(ctx, g) * ctx.ops.exp(x - y)
+
+
+class _ArgExtreme(Function):
+    differentiable = False
+    raw_backward = True
+    _method = ""
+
+    @classmethod
+    def forward(cls, ctx, a, axis, keepdims):
+        out = getattr(a.data, cls._method)(axis=axis, keepdims=keepdims)
+        return out.astype(np.int64, copy=False) if hasattr(out, "astype") else np.int64(out)
+
+
+class ArgMax(_ArgExtreme):
+    _method = "argmax"
+
+
+class ArgMin(_ArgExtreme):
+    _method = "argmin"
+
+
+# -- public functions -----------------------------------------------------------------------------------
+
+def _reduce(fn, x, axis, keepdims, name):
+    x = as_tensor(x)
+    return fn.apply(x, normalize_axis(axis, x.data.ndim, name), bool(keepdims))
+
+
+def sum(x, axis=None, keepdims=False):
+    return _reduce(Sum, x, axis, keepdims, "sum")
+
+
+def mean(x, axis=None, keepdims=False):
+    return _reduce(Mean, x, axis, keepdims, "mean")
+
+
+def var(x, axis=None, ddof=0, keepdims=False):
+    """Variance with NumPy's ``ddof`` (0: population variance, the default)."""
+    x = as_tensor(x)
+    return Var.apply(x, normalize_axis(axis, x.data.ndim, "var"), ddof, bool(keepdims))
+
+
+def max(x, axis=None, keepdims=False):
+    """Maximum over axes; tied maxima share the gradient evenly."""
+    return _reduce(Max, x, axis, keepdims, "max")
+
+
+def min(x, axis=None, keepdims=False):
+    """Minimum over axes; tied minima share the gradient evenly."""
+    return _reduce(Min, x, axis, keepdims, "min")
+
+
+def prod(x, axis=None, keepdims=False):
+    return _reduce(Prod, x, axis, keepdims, "prod")
+
+
+def logsumexp(x, axis=None, keepdims=False):
+    """log(sum(exp(x))) over axes, shifted by the maximum so it never overflows."""
+    return _reduce(LogSumExp, x, axis, keepdims, "logsumexp")
+
+
+def argmax(x, axis=None, keepdims=False):
+    x = as_tensor(x)
+    ax = None if axis is None else normalize_axis(axis, x.data.ndim, "argmax")[0]
+    return ArgMax.apply(x, ax, bool(keepdims))
+
+
+def argmin(x, axis=None, keepdims=False):
+    x = as_tensor(x)
+    ax = None if axis is None else normalize_axis(axis, x.data.ndim, "argmin")[0]
+    return ArgMin.apply(x, ax, bool(keepdims))

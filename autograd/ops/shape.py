@@ -1,0 +1,289 @@
+"""Shape ops with NumPy signatures: reshape, transpose, broadcast_to, concatenate, split, pad, tile...
+
+View-producing ops (reshape, transpose, expand_dims, squeeze, broadcast_to) share the input's
+version counter, so an in-place change through a view is caught like one on the base.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..function import Function
+from ..tensor import Tensor
+from ._util import as_tensor, normalize_axis
+
+__all__ = [
+    "reshape", "transpose", "swapaxes", "expand_dims", "squeeze", "broadcast_to", "flatten",
+    "concatenate", "stack", "split", "pad", "repeat", "tile",
+]
+
+
+def _share_version(out: Tensor, src: Tensor) -> Tensor:
+    out._version = src._version
+    return out
+
+
+class Reshape(Function):
+    raw_backward = True
+
+    @staticmethod
+    def forward(ctx, a, shape):
+        ctx.shape = a.data.shape
+        try:
+            return a.data.reshape(shape)
+        except ValueError:
+            raise ValueError(f"reshape: cannot reshape a tensor of shape {tuple(a.data.shape)} into shape {tuple(shape)}") from None
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.reshape(ctx.shape)
+
+
+class Transpose(Function):
+    raw_backward = True
+
+    @staticmethod
+    def forward(ctx, a, axes):
+        ctx.inverse = tuple(int(i) for i in np.argsort(axes))
+        return a.data.transpose(axes)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.transpose(ctx.inverse)
+
+
+class BroadcastTo(Function):
+    raw_backward = True
+
+    @staticmethod
+    def forward(ctx, a, shape):
+        try:
+            return ctx.xp.broadcast_to(a.data, shape)
+        except ValueError:
+            raise ValueError(f"broadcast_to: shapes {tuple(a.data.shape)} and {tuple(shape)} cannot be broadcast together") from None
+
+    @staticmethod
+    def backward(ctx, g):
+        return g  # the engine sums it back to the input's shape
+
+
+class Concatenate(Function):
+    raw_backward = True
+
+    @staticmethod
+    def forward(ctx, axis, *parts):
+        arrays = [p.data for p in parts]
+        ctx.axis = axis
+        ctx.offsets = list(np.cumsum([a.shape[axis] for a in arrays])[:-1])
+        try:
+            return ctx.xp.concatenate(arrays, axis=axis)
+        except ValueError:
+            raise ValueError(
+                "concatenate: shapes " + ", ".join(str(tuple(a.shape)) for a in arrays)
+                + f" do not match outside axis {axis}"
+            ) from None
+
+    @staticmethod
+    def backward(ctx, g):
+        return (None, *ctx.ops.split(g, ctx.offsets, axis=ctx.axis))
+
+
+class Split(Function):
+    raw_backward = True
+
+    @staticmethod
+    def forward(ctx, a, indices_or_sections, axis):
+        ctx.axis = axis
+        try:
+            return tuple(ctx.xp.split(a.data, indices_or_sections, axis=axis))
+        except ValueError as exc:
+            raise ValueError(f"split: {exc} (tensor of shape {tuple(a.data.shape)}, axis {axis})") from None
+
+    @staticmethod
+    def backward(ctx, *grads):
+        return ctx.ops.concatenate(list(grads), axis=ctx.axis)
+
+
+class Pad(Function):
+    raw_backward = True
+
+    @staticmethod
+    def forward(ctx, a, pad_width, value):
+        ctx.window = tuple(slice(before, before + n) for (before, _), n in zip(pad_width, a.data.shape))
+        return ctx.xp.pad(a.data, pad_width, mode="constant", constant_values=value)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g[ctx.window]
+
+
+class Tile(Function):
+    raw_backward = True
+
+    @staticmethod
+    def forward(ctx, a, reps):
+        x = a.data
+        d = max(len(reps), x.ndim)
+        reps = (1,) * (d - len(reps)) + tuple(reps)
+        xs = (1,) * (d - x.ndim) + x.shape
+        ctx.interleaved = tuple(v for pair in zip(reps, xs) for v in pair)
+        ctx.rep_axes = tuple(range(0, 2 * d, 2))
+        ctx.shape = x.shape
+        return ctx.xp.tile(x, reps)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.reshape(ctx.interleaved).sum(axis=ctx.rep_axes).reshape(ctx.shape)
+
+
+# -- public functions ------------------------------------------------------------------------------------
+
+def _shape_arg(shape) -> tuple:
+    if isinstance(shape, (int, np.integer)):
+        return (int(shape),)
+    return tuple(int(s) for s in shape)
+
+
+def reshape(x, shape):
+    """``reshape(t, shape)``; one entry may be -1."""
+    x = as_tensor(x)
+    shape = _shape_arg(shape)
+    if shape == x.data.shape:
+        return x
+    return _share_version(Reshape.apply(x, shape), x)
+
+
+def transpose(x, axes=None):
+    """Permute axes (``axes`` a full permutation; None reverses them, as NumPy)."""
+    x = as_tensor(x)
+    nd = x.data.ndim
+    if axes is None:
+        axes = tuple(range(nd - 1, -1, -1))
+    else:
+        axes = tuple(int(a) % nd if nd else int(a) for a in axes)
+        if sorted(axes) != list(range(nd)):
+            raise ValueError(f"transpose: axes {axes} are not a permutation of the {nd} axes of shape {x.shape}")
+    if axes == tuple(range(nd)):
+        return x
+    return _share_version(Transpose.apply(x, axes), x)
+
+
+def swapaxes(x, axis1, axis2):
+    x = as_tensor(x)
+    nd = x.data.ndim
+    a1, a2 = normalize_axis(axis1, nd, "swapaxes")[0], normalize_axis(axis2, nd, "swapaxes")[0]
+    perm = list(range(nd))
+    perm[a1], perm[a2] = perm[a2], perm[a1]
+    return transpose(x, perm)
+
+
+def expand_dims(x, axis):
+    x = as_tensor(x)
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    nd = x.data.ndim + len(axes)
+    axes = normalize_axis(axes, nd, "expand_dims")
+    shape = list(x.data.shape)
+    for a in axes:
+        shape.insert(a, 1)
+    return reshape(x, shape)
+
+
+def squeeze(x, axis=None):
+    x = as_tensor(x)
+    shape = x.data.shape
+    if axis is None:
+        axes = tuple(i for i, n in enumerate(shape) if n == 1)
+    else:
+        axes = normalize_axis(axis, len(shape), "squeeze")
+        for a in axes:
+            if shape[a] != 1:
+                raise ValueError(f"squeeze: axis {a} has size {shape[a]}, not 1 (shape {tuple(shape)})")
+    return reshape(x, tuple(n for i, n in enumerate(shape) if i not in axes))
+
+
+def broadcast_to(x, shape):
+    x = as_tensor(x)
+    shape = _shape_arg(shape)
+    if shape == x.data.shape:
+        return x
+    return _share_version(BroadcastTo.apply(x, shape), x)
+
+
+def flatten(x, start_axis=0, end_axis=-1):
+    """Merge axes start_axis..end_axis (inclusive) into one."""
+    x = as_tensor(x)
+    shape = x.data.shape
+    if not shape:
+        return reshape(x, (1,))
+    s = normalize_axis(start_axis, len(shape), "flatten")[0]
+    e = normalize_axis(end_axis, len(shape), "flatten")[0]
+    if s > e:
+        raise ValueError(f"flatten: start_axis {start_axis} comes after end_axis {end_axis}")
+    return reshape(x, shape[:s] + (math.prod(shape[s : e + 1]),) + shape[e + 1 :])
+
+
+def _tensors(seq, op):
+    seq = list(seq)
+    if not seq:
+        raise ValueError(f"{op} needs at least one tensor")
+    like = next((t for t in seq if isinstance(t, Tensor)), None)
+    return [as_tensor(t, like) for t in seq]
+
+
+def concatenate(seq, axis=0):
+    parts = _tensors(seq, "concatenate")
+    nd = parts[0].data.ndim
+    if nd == 0:
+        raise ValueError("concatenate: zero-dimensional tensors cannot be concatenated")
+    return Concatenate.apply(normalize_axis(axis, nd, "concatenate")[0], *parts)
+
+
+def stack(seq, axis=0):
+    parts = _tensors(seq, "stack")
+    shapes = {p.data.shape for p in parts}
+    if len(shapes) != 1:
+        raise ValueError("stack: all tensors must have the same shape, got " + ", ".join(str(p.shape) for p in parts))
+    ax = normalize_axis(axis, parts[0].data.ndim + 1, "stack")[0]
+    return concatenate([expand_dims(p, ax) for p in parts], axis=ax)
+
+
+def split(x, indices_or_sections, axis=0) -> list:
+    """NumPy's split: an int number of equal sections, or the indices to cut at; returns a list."""
+    x = as_tensor(x)
+    ax = normalize_axis(axis, x.data.ndim, "split")[0]
+    if not isinstance(indices_or_sections, (int, np.integer)):
+        indices_or_sections = [int(i) for i in indices_or_sections]
+    out = Split.apply(x, indices_or_sections, ax)
+    return list(out) if isinstance(out, tuple) else [out]
+
+
+def pad(x, pad_width, value=0.0):
+    """Constant padding with NumPy's ``pad_width`` (int, (before, after), or one pair per axis)."""
+    x = as_tensor(x)
+    widths = np.broadcast_to(np.asarray(pad_width, dtype=np.int64).reshape(-1, 2) if np.ndim(pad_width) else
+                             np.full((1, 2), int(pad_width)), (x.data.ndim, 2))
+    if (widths < 0).any():
+        raise ValueError(f"pad: pad_width must be non-negative, got {pad_width!r}")
+    return Pad.apply(x, tuple((int(b), int(a)) for b, a in widths), value)
+
+
+def repeat(x, repeats, axis=None):
+    """Repeat elements (NumPy's ``repeat``); None flattens first. Its gradient sums the copies."""
+    from .indexing import getitem
+
+    x = as_tensor(x)
+    if axis is None:
+        x = reshape(x, (-1,))
+        axis = 0
+    ax = normalize_axis(axis, x.data.ndim, "repeat")[0]
+    n = x.data.shape[ax]
+    index = np.repeat(np.arange(n), np.asarray(repeats) if not isinstance(repeats, int) else repeats)
+    index = x.device.backend.asarray(index)
+    return getitem(x, (slice(None),) * ax + (index,))
+
+
+def tile(x, reps):
+    """Tile with NumPy's ``reps``; its gradient sums the tiles."""
+    x = as_tensor(x)
+    return Tile.apply(x, _shape_arg(reps))

@@ -1,0 +1,14 @@
+"""Array backends for xpgrad: NumPy on the CPU, CuPy on NVIDIA GPUs, and any registered third party.
+
+>>> import backends
+>>> backends.available()          # e.g. ['numpy'] or ['numpy', 'cupy']
+>>> backends.diagnose()           # why each backend is or is not usable here
+"""
+from .base import Backend
+from .device import Device, as_device
+from .numpy_backend import NumpyBackend
+from .registry import available, backend_for_device, diagnose, get, register
+
+register("numpy", NumpyBackend())
+
+__all__ = ["Backend", "Device", "NumpyBackend", "as_device", "available", "backend_for_device", "diagnose", "get", "register"]

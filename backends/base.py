@@ -1,0 +1,73 @@
+"""The Backend interface: the array module plus the few things array libraries do differently.
+
+The engine dispatches on a tensor's Device, never by sniffing array types inside ops. Everything
+an op needs beyond ``xp`` (the NumPy-compatible array module) lives here, so a new array library
+plugs in by subclassing :class:`Backend` and calling :func:`backends.register`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Backend"]
+
+
+class Backend:
+    """Base class for array backends.
+
+    Subclasses set ``name`` (registry key), ``device_type`` (the Device.type it serves, e.g.
+    "cpu" or "cuda"), ``xp`` (array module) and ``array_type`` (the array class or a tuple of
+    classes), and override the methods whose defaults do not fit their library.
+    """
+
+    name: str = ""
+    device_type: str = ""
+    xp: Any = None
+    array_type: Any = None
+
+    # -- availability -------------------------------------------------------------------------
+    def availability(self) -> tuple[bool, str]:
+        """(usable, reason): reason says what is missing and how to fix it when unusable."""
+        return True, "available"
+
+    # -- moving data ----------------------------------------------------------------------------
+    def asarray(self, data, dtype=None, device=None):
+        """An array of this backend from host data, a NumPy array or an array of this backend."""
+        return self.xp.asarray(data, dtype=dtype)
+
+    def to_numpy(self, array) -> np.ndarray:
+        """A numpy.ndarray holding ``array``'s values (a copy when it lives on another device)."""
+        return np.asarray(array)
+
+    def synchronize(self, device=None) -> None:
+        """Wait for queued work on ``device`` (no-op for synchronous backends)."""
+
+    # -- kernels that differ between libraries -----------------------------------------------
+    def scatter_add(self, target, index, values) -> None:
+        """``target[index] += values`` in place, with repeated indices accumulating."""
+        self.xp.add.at(target, index, values)
+
+    def erf(self, x):
+        """The error function, elementwise, in x's dtype (NumPy has none; the stdlib's is exact)."""
+        import math
+
+        host = self.to_numpy(x)
+        out = np.frompyfunc(math.erf, 1, 1)(host).astype(host.dtype if host.dtype.kind == "f" else np.float64)
+        return self.asarray(out)
+
+    # -- random numbers ---------------------------------------------------------------------------
+    def seed(self, seed: int) -> None:
+        raise NotImplementedError
+
+    def uniform(self, shape, low, high, dtype, device=None):
+        raise NotImplementedError
+
+    def normal(self, shape, mean, std, dtype, device=None):
+        raise NotImplementedError
+
+    def permutation(self, n: int, device=None):
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} for device type {self.device_type!r}>"
