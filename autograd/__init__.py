@@ -9,7 +9,7 @@ tensor([2., 4., 6.])
 from . import dtypes
 from ._methods import install as _install
 from .creation import (
-    arange, empty, eye, from_numpy, full, full_like, manual_seed, ones, ones_like, rand, randn, tensor, zeros,
+    arange, empty, eye, get_default_device, set_default_device, from_numpy, full, full_like, manual_seed, ones, ones_like, rand, randn, tensor, zeros,
     zeros_like,
 )
 from .dtypes import bool_, float16, float32, float64, get_default_dtype, int32, int64, set_default_dtype

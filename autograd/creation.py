@@ -10,9 +10,28 @@ from . import dtypes
 from .tensor import Tensor, _make
 
 __all__ = [
-    "tensor", "zeros", "ones", "full", "empty", "arange", "eye", "zeros_like", "ones_like", "full_like",
+    "set_default_device", "get_default_device", "tensor", "zeros", "ones", "full", "empty", "arange", "eye", "zeros_like", "ones_like", "full_like",
     "rand", "randn", "from_numpy", "manual_seed",
 ]
+
+
+_default_device = [None]
+
+
+def set_default_device(device) -> None:
+    """Device used by creation functions when ``device`` is not given ("cpu" unless changed).
+
+    Useful to run a whole program or test suite on another device, as ``torch.set_default_device``.
+    """
+    _default_device[0] = None if device is None else as_device(device)
+
+
+def get_default_device():
+    return _default_device[0] or as_device("cpu")
+
+
+def _dev(device):
+    return as_device(device) if device is not None else get_default_device()
 
 
 def _finish(data, device, requires_grad) -> Tensor:
@@ -32,7 +51,7 @@ def _shape(shape) -> tuple:
     return tuple(int(s) for s in shape)
 
 
-def tensor(data, dtype=None, device="cpu", requires_grad: bool = False) -> Tensor:
+def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """A new tensor (always a copy) from a list, number, NumPy/CuPy array or Tensor.
 
     Python floats become the default float dtype (float32), Python ints int64; an array keeps
@@ -41,24 +60,24 @@ def tensor(data, dtype=None, device="cpu", requires_grad: bool = False) -> Tenso
     return Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
-def zeros(*shape, dtype=None, device="cpu", requires_grad=False) -> Tensor:
-    dev = as_device(device)
+def zeros(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:
+    dev = _dev(device)
     return _finish(dev.backend.xp.zeros(_shape(shape), dtype=_float_or(dtype)), dev, requires_grad)
 
 
-def ones(*shape, dtype=None, device="cpu", requires_grad=False) -> Tensor:
-    dev = as_device(device)
+def ones(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:
+    dev = _dev(device)
     return _finish(dev.backend.xp.ones(_shape(shape), dtype=_float_or(dtype)), dev, requires_grad)
 
 
-def empty(*shape, dtype=None, device="cpu", requires_grad=False) -> Tensor:
-    dev = as_device(device)
+def empty(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:
+    dev = _dev(device)
     return _finish(dev.backend.xp.empty(_shape(shape), dtype=_float_or(dtype)), dev, requires_grad)
 
 
-def full(shape, value, dtype=None, device="cpu", requires_grad=False) -> Tensor:
+def full(shape, value, dtype=None, device=None, requires_grad=False) -> Tensor:
     """Filled with ``value``; the dtype follows the value (float -> default float, int -> int64)."""
-    dev = as_device(device)
+    dev = _dev(device)
     if dtype is None:
         dtype = dtypes.get_default_dtype() if isinstance(value, float) else np.asarray(value).dtype
         if isinstance(value, bool):
@@ -69,9 +88,9 @@ def full(shape, value, dtype=None, device="cpu", requires_grad=False) -> Tensor:
     return _finish(dev.backend.xp.full(shape, value, dtype=dtype), dev, requires_grad)
 
 
-def arange(start, stop=None, step=1, dtype=None, device="cpu", requires_grad=False) -> Tensor:
+def arange(start, stop=None, step=1, dtype=None, device=None, requires_grad=False) -> Tensor:
     """NumPy's arange; float arguments give the default float dtype, ints give int64."""
-    dev = as_device(device)
+    dev = _dev(device)
     if stop is None:
         start, stop = 0, start
     if dtype is None:
@@ -80,35 +99,35 @@ def arange(start, stop=None, step=1, dtype=None, device="cpu", requires_grad=Fal
     return _finish(dev.backend.xp.arange(start, stop, step, dtype=dtype), dev, requires_grad)
 
 
-def eye(n, m=None, dtype=None, device="cpu", requires_grad=False) -> Tensor:
-    dev = as_device(device)
+def eye(n, m=None, dtype=None, device=None, requires_grad=False) -> Tensor:
+    dev = _dev(device)
     return _finish(dev.backend.xp.eye(n, m, dtype=_float_or(dtype)), dev, requires_grad)
 
 
 def zeros_like(t: Tensor, dtype=None, device=None, requires_grad=False) -> Tensor:
-    dev = as_device(device) if device is not None else t.device
+    dev = _dev(device) if device is not None else t.device
     return _finish(dev.backend.xp.zeros(t.shape, dtype=dtype or t.dtype), dev, requires_grad)
 
 
 def ones_like(t: Tensor, dtype=None, device=None, requires_grad=False) -> Tensor:
-    dev = as_device(device) if device is not None else t.device
+    dev = _dev(device) if device is not None else t.device
     return _finish(dev.backend.xp.ones(t.shape, dtype=dtype or t.dtype), dev, requires_grad)
 
 
 def full_like(t: Tensor, value, dtype=None, device=None, requires_grad=False) -> Tensor:
-    dev = as_device(device) if device is not None else t.device
+    dev = _dev(device) if device is not None else t.device
     return _finish(dev.backend.xp.full(t.shape, value, dtype=dtype or t.dtype), dev, requires_grad)
 
 
-def rand(*shape, dtype=None, device="cpu", requires_grad=False) -> Tensor:
+def rand(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:
     """Uniform on [0, 1), from the device's generator (seeded by ``manual_seed``)."""
-    dev = as_device(device)
+    dev = _dev(device)
     return _finish(dev.backend.uniform(_shape(shape), 0.0, 1.0, _float_or(dtype), dev), dev, requires_grad)
 
 
-def randn(*shape, dtype=None, device="cpu", requires_grad=False) -> Tensor:
+def randn(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:
     """Standard normal samples from the device's generator (seeded by ``manual_seed``)."""
-    dev = as_device(device)
+    dev = _dev(device)
     return _finish(dev.backend.normal(_shape(shape), 0.0, 1.0, _float_or(dtype), dev), dev, requires_grad)
 
 

@@ -46,7 +46,14 @@ class Tensor:
     __array_priority__ = 1000
 
     def __init__(self, data: Any, dtype=None, device=None, requires_grad: bool = False) -> None:
-        dev = as_device(device) if device is not None else (data.device if isinstance(data, Tensor) else Device("cpu"))
+        if device is not None:
+            dev = as_device(device)
+        elif isinstance(data, Tensor):
+            dev = data.device
+        else:
+            from .creation import get_default_device
+
+            dev = get_default_device()
         self.data = _to_array(data, dtype, dev, copy=True)
         self.device = dev
         self.grad_fn = None
