@@ -79,7 +79,9 @@ def full(shape, value, dtype=None, device=None, requires_grad=False) -> Tensor:
     """Filled with ``value``; the dtype follows the value (float -> default float, int -> int64)."""
     dev = _dev(device)
     if dtype is None:
-        dtype = dtypes.get_default_dtype() if isinstance(value, float) else np.asarray(value).dtype
+        # A NumPy scalar keeps its dtype, as an array would; only Python floats take the default.
+        weak_float = isinstance(value, float) and not isinstance(value, np.generic)
+        dtype = dtypes.get_default_dtype() if weak_float else np.asarray(value).dtype
         if isinstance(value, bool):
             dtype = np.bool_
         elif isinstance(value, int):

@@ -111,7 +111,7 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
             if not x._requires_grad:
                 raise RuntimeError(f"input {k} does not require grad, so no gradient can be computed for it")
             if x.grad_fn is None:
-                leaf_inputs[id(x)] = k
+                leaf_inputs.setdefault(id(x), k)  # a repeated input shares the first one's slot
             else:
                 node_inputs.setdefault(x.grad_fn, []).append((x._out_idx, k))
         run, reach = _prune([t.grad_fn for t in roots if t.grad_fn is not None], leaf_inputs, node_inputs)
@@ -143,11 +143,17 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
                     continue
             if node._released:
                 raise _freed_error(node)
-            if node._retained is not None:
+            if node._retained is not None and capture is None:  # ag.grad never writes .grad
                 _fill_retained(node, gout, create_graph)
             grads_in = _call_backward(node, gout, create_graph)
+            if not node._raw and not create_graph:
+                # A user's backward may return a tensor it did not create (an input, a saved
+                # tensor): never adopt such memory as a leaf's .grad, or accumulating into that
+                # .grad would change the other tensor.
+                handed.update(id(gi) for gi in grads_in)
             edges = node.next_edges
-            if len(grads_in) > len(edges):
+            n_in = len(grads_in)
+            if n_in > len(edges):
                 raise RuntimeError(
                     f"{node.fn.__name__}.backward returned {len(grads_in)} gradients, but forward took {len(edges)} inputs"
                 )
@@ -173,6 +179,11 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
                         continue
                     _add_pending(pending, heap, target, idx, gi)
                 else:
+                    if n_in > 1 and (gi is grads_in[0] is grads_in[1] if n_in == 2 else sum(o is gi for o in grads_in) > 1):
+                        # One array returned for several inputs (Add: g, g) must not become this
+                        # leaf's .grad: accumulating into that .grad in place would change the
+                        # gradient still pending for the other input.
+                        handed.add(id(gi))
                     _deliver_leaf(target, gi, capture, leaf_inputs if capture is not None else None, create_graph, handed, False)
                 handed.add(id(gi))
             if not retain_graph:
@@ -184,7 +195,7 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
         return None
     result = []
     for k, x in enumerate(inputs):
-        g = capture.get(k)
+        g = capture.get(leaf_inputs[id(x)] if x.grad_fn is None else k)
         if g is None:
             if not allow_unused:
                 raise RuntimeError(
@@ -195,8 +206,15 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
         elif isinstance(g, Tensor):
             result.append(g)
         else:
-            result.append(_make(g, x.device, None, 0, False))
+            result.append(_make(_array(g, x.device), x.device, None, 0, False))
     return tuple(result)
+
+
+def _array(g, device):
+    """``g`` as a backend array: NumPy turns arithmetic on 0-d arrays into scalars, which a
+    Tensor must not hold."""
+    backend = device.backend
+    return g if isinstance(g, backend.array_type) else backend.asarray(g)
 
 
 def _add_pending(pending, heap, node, idx, g):
@@ -231,7 +249,7 @@ def _call_backward(node, gout, create_graph):
         out = fn.backward(node, *grads)
     else:
         dev = node._out_meta[0]
-        out = fn.backward(node, *[_make(g, dev, None, 0, False) for g in grads])
+        out = fn.backward(node, *[_make(_array(g, dev), dev, None, 0, False) for g in grads])
     if type(out) is not tuple:
         out = tuple(out) if type(out) is list else (out,)
     array_type = node._out_meta[0].backend.array_type
@@ -292,12 +310,12 @@ def _deliver_leaf(leaf, g, capture, leaf_inputs, create_graph, handed, is_seed):
     if existing is None:
         if not _owned(g, handed) or is_seed:
             g = g.copy()
-        leaf._grad = _make(g, leaf.device, None, 0, False)
+        leaf._grad = _make(_array(g, leaf.device), leaf.device, None, 0, False)
     elif existing.grad_fn is None and not existing._requires_grad:
         existing.data += g
         existing._bump("gradient accumulation")
     else:
-        leaf._grad = _make(existing.data + g, leaf.device, None, 0, False)
+        leaf._grad = _make(_array(existing.data + g, leaf.device), leaf.device, None, 0, False)
 
 
 def _clone(g: Tensor) -> Tensor:
@@ -317,7 +335,7 @@ def _fill_retained(node, gout, create_graph):
         if create_graph:
             t._grad = g if t._grad is None else t._grad + g
         else:
-            t._grad = _make(g.copy() if t._grad is None else t._grad.data + g, t.device, None, 0, False)
+            t._grad = _make(_array(g.copy() if t._grad is None else t._grad.data + g, t.device), t.device, None, 0, False)
 
 
 def _prune(root_nodes, leaf_inputs, node_inputs):

@@ -25,6 +25,7 @@ same formula thus serves the fast path and every higher order.
 from __future__ import annotations
 
 import itertools
+import os
 import sys
 import traceback
 
@@ -212,6 +213,8 @@ class Function(metaclass=_FunctionMeta):
         if cls.raw_backward:
             out = cls.forward(ctx, *args)
         else:
+            if not needs_graph:
+                ctx.next_edges = (None,) * len(args)  # needs_input_grad: all False, one per argument
             # User forwards may use Tensor ops; they must not record a graph of their own.
             prev = st.grad_enabled
             st.grad_enabled = False
@@ -240,7 +243,10 @@ class Function(metaclass=_FunctionMeta):
         res = []
         for i, o in enumerate(outs):
             data = _as_array(o, dev, cls)
-            res.append(_make(data, dev, ctx, i, data.dtype.kind == "f"))
+            if data.dtype.kind == "f":
+                res.append(_make(data, dev, ctx, i, True))
+            else:  # integer/bool outputs carry no gradient and must not keep the graph alive
+                res.append(_make(data, dev, None, 0, False))
         ctx._out_meta = (dev,) if single else (dev,) + tuple((r.data.shape, r.data.dtype) for r in res)
         if cls.saves_output:
             ctx._out = tuple(r.data for r in res)
@@ -285,9 +291,16 @@ def _check_finite_forward(cls, outputs, ctx) -> None:
             )
 
 
+# xpgrad's own packages: their frames are skipped so anomaly messages point at the user's line.
+_LIBRARY_DIRS = tuple(
+    os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), name) + os.sep
+    for name in ("autograd", "backends", "nn", "optim")
+)
+
+
 def _format_stack(stack) -> str:
     if not stack:
         return ""
-    frames = [f for f in stack if "/autograd/" not in f.filename.replace("\\", "/")] or list(stack)
+    frames = [f for f in stack if not os.path.abspath(f.filename).startswith(_LIBRARY_DIRS)] or list(stack)
     last = frames[-1]
     return f" Its forward was called at {last.filename}:{last.lineno} ({last.line})."

@@ -50,13 +50,23 @@ class _GradModeContext:
         return wrapper
 
 
-class no_grad(_GradModeContext):
+class _NoArgGradModeContext(_GradModeContext):
+    def __new__(cls, func=None):
+        # ``@ag.no_grad`` without parentheses decorates ``func`` directly, as in PyTorch.
+        self = super().__new__(cls)
+        return self if func is None else self(func)
+
+    def __init__(self, func=None) -> None:
+        pass
+
+
+class no_grad(_NoArgGradModeContext):
     """Record no graph inside the block (``with ag.no_grad():``) or function (``@ag.no_grad()``)."""
 
     _mode = False
 
 
-class enable_grad(_GradModeContext):
+class enable_grad(_NoArgGradModeContext):
     """Record the graph again inside a ``no_grad`` region."""
 
     _mode = True

@@ -1,13 +1,29 @@
-"""The NVIDIA GPU backend: CuPy arrays. Imported only when a "cuda" device is first used."""
+"""The NVIDIA GPU backend: CuPy arrays. Imported only when a "cuda" device is first used.
+
+CuPy is imported lazily (constructing :class:`CupyBackend` imports it; importing this module does
+not), and an unusable setup is reported, not raised, through ``availability()``, telling apart:
+
+- CuPy is not installed (or fails to import);
+- CuPy is installed but no usable GPU/driver was found (no NVIDIA driver, or no CUDA device);
+- CUDA runtime mismatch: a driver is there but older than the CUDA runtime this CuPy build needs.
+
+Fused kernels for optimizers and activation backwards live in :mod:`backends.cupy_kernels`.
+"""
 from __future__ import annotations
 
 import numpy as np
 
 from .base import Backend
 
-__all__ = ["CupyBackend"]
+__all__ = ["CupyBackend", "probe_cupy"]
 
 _INSTALL_HINT = 'install CuPy with `pip install "xpgrad[cuda12]"` (CUDA 12) or `pip install "xpgrad[cuda13]"` (CUDA 13)'
+
+_ELSEWHERE = f". On a machine with an NVIDIA GPU, {_INSTALL_HINT}"
+
+# cudaError_t values the diagnosis distinguishes.
+_INSUFFICIENT_DRIVER = 35
+_NO_DEVICE = 100
 
 
 class CupyBackend(Backend):
@@ -15,25 +31,29 @@ class CupyBackend(Backend):
     device_type = "cuda"
 
     def __init__(self) -> None:
+        self._generators: dict[int, object] = {}
+        self._seed: int | None = None
+        self.xp = None
+        self.array_type = ()
         try:
             import cupy
         except ImportError as exc:
-            self.xp = None
-            self.array_type = ()
             self._why = f"CuPy is not installed ({exc}); {_INSTALL_HINT}"
+            return
+        except Exception as exc:  # e.g. a broken install or two CuPy wheels fighting over the package
+            self._why = f"CuPy is installed but failed to import ({type(exc).__name__}: {exc}); reinstall it: {_INSTALL_HINT}"
             return
         self.xp = cupy
         self.array_type = cupy.ndarray
-        self._why = _probe_device(cupy)
-        self._generators: dict[int, object] = {}
-        self._seed: int | None = None
+        self._why = probe_cupy(cupy)
 
     def availability(self) -> tuple[bool, str]:
         return (self._why is None, self._why or "available")
 
     def _device(self, device):
-        return self.xp.cuda.Device(0 if device is None else device.index)
+        return self.xp.cuda.Device(0 if device is None or device.index is None else device.index)
 
+    # -- moving data ------------------------------------------------------------------------------
     def asarray(self, data, dtype=None, device=None):
         with self._device(device):
             return self.xp.asarray(data, dtype=dtype)
@@ -45,6 +65,7 @@ class CupyBackend(Backend):
         with self._device(device):
             self.xp.cuda.get_current_stream().synchronize()
 
+    # -- kernels that differ from NumPy -----------------------------------------------------------
     def scatter_add(self, target, index, values) -> None:
         # cupy.scatter_add was removed; cupyx.scatter_add is the supported spelling.
         import cupyx
@@ -56,8 +77,9 @@ class CupyBackend(Backend):
 
         return cupyx.scipy.special.erf(x)
 
+    # -- random numbers: one generator per GPU, seeded by ag.manual_seed -----------------------------
     def _generator(self, device):
-        idx = 0 if device is None else device.index
+        idx = 0 if device is None or device.index is None else device.index
         gen = self._generators.get(idx)
         if gen is None:
             with self._device(device):
@@ -74,37 +96,62 @@ class CupyBackend(Backend):
             kind = np.float32 if np.dtype(dtype) == np.float32 else np.float64
             out = self._generator(device).random(shape, dtype=kind)
             if low != 0.0 or high != 1.0:
-                out = out * (high - low) + low
+                out *= high - low
+                out += low
             return out.astype(dtype, copy=False)
 
     def normal(self, shape, mean, std, dtype, device=None):
         with self._device(device):
             kind = np.float32 if np.dtype(dtype) == np.float32 else np.float64
             out = self._generator(device).standard_normal(shape, dtype=kind)
-            if std != 1.0 or mean != 0.0:
-                out = out * std + mean
+            if std != 1.0:
+                out *= std
+            if mean != 0.0:
+                out += mean
             return out.astype(dtype, copy=False)
 
     def permutation(self, n: int, device=None):
+        # cupy.random.Generator has no permutation(); ranking i.i.d. uniforms gives a uniform one.
         with self._device(device):
-            return self._generator(device).permutation(n)
+            keys = self._generator(device).random(int(n), dtype=np.float64)
+            return self.xp.argsort(keys).astype(np.int64, copy=False)
 
 
-def _probe_device(cupy) -> str | None:
-    """None when a GPU is usable, else why not (no driver, no GPU, runtime mismatch)."""
+def _cuda_version(v: int) -> str:
+    return f"{v // 1000}.{(v % 1000) // 10}"
+
+
+def probe_cupy(cupy) -> str | None:
+    """None when CuPy can use a GPU, else why not: no driver, no GPU, or a CUDA runtime mismatch."""
+    runtime = cupy.cuda.runtime
     try:
-        count = cupy.cuda.runtime.getDeviceCount()
-    except cupy.cuda.runtime.CUDARuntimeError as exc:
-        text = str(exc)
-        if "InsufficientDriver" in text or "driver version is insufficient" in text:
+        count = runtime.getDeviceCount()
+    except Exception as exc:
+        text = f"{type(exc).__name__}: {exc}"
+        status = getattr(exc, "status", None)
+        try:
+            driver = int(runtime.driverGetVersion())
+        except Exception:
+            driver = 0
+        try:
+            needed = _cuda_version(int(runtime.runtimeGetVersion()))
+        except Exception:
+            needed = "unknown"
+        if driver == 0:
             return (
-                f"CuPy is installed but the NVIDIA driver is missing or older than its CUDA runtime ({text}); "
-                "install or update the driver, or install the CuPy build matching your driver: "
-                + _INSTALL_HINT
+                f"CuPy {cupy.__version__} is installed but no usable GPU/driver was found: no NVIDIA driver is "
+                f"installed (CUDA driver version 0; {text}). Run on a machine with an NVIDIA GPU and its driver, "
+                f"and {_INSTALL_HINT} there"
             )
-        return f"CuPy is installed but no usable GPU/driver was found ({text})"
-    except Exception as exc:  # e.g. libcuda missing entirely
-        return f"CuPy is installed but no usable GPU/driver was found ({type(exc).__name__}: {exc})"
+        if status == _INSUFFICIENT_DRIVER:
+            return (
+                f"CUDA runtime mismatch: CuPy {cupy.__version__} needs CUDA runtime {needed}, but the NVIDIA driver "
+                f"supports CUDA {_cuda_version(driver)} only ({text}). Update the NVIDIA driver, or install the CuPy "
+                f"build for your driver's CUDA version: {_INSTALL_HINT}"
+            )
+        if status == _NO_DEVICE:
+            return f"CuPy {cupy.__version__} is installed but no usable GPU/driver was found: no CUDA-capable GPU ({text}){_ELSEWHERE}"
+        return f"CuPy {cupy.__version__} is installed but no usable GPU/driver was found ({text}){_ELSEWHERE}"
     if count == 0:
-        return "CuPy is installed but no usable GPU/driver was found (0 CUDA devices)"
+        return f"CuPy {cupy.__version__} is installed but no usable GPU/driver was found (0 CUDA devices){_ELSEWHERE}"
     return None

@@ -258,9 +258,11 @@ class Sigmoid(Function):
         xp = ctx.xp
         x = a.data
         # exp(-|x|) never overflows; pick the algebraically equal branch that does not cancel.
-        e = xp.exp(-xp.abs(x))
-        inv = 1 / (1 + e)
-        return xp.where(x >= 0, inv, e * inv)
+        # Its underflow to 0 at large |x| is the intended result, not an error (np.seterr(all="raise")).
+        with np.errstate(under="ignore"):
+            e = xp.exp(-xp.abs(x))
+            inv = 1 / (1 + e)
+            return xp.where(x >= 0, inv, e * inv)
 
     @staticmethod
     def backward(ctx, g):
@@ -360,7 +362,9 @@ class Erf(Function):
     @staticmethod
     def forward(ctx, a):
         ctx.save_for_backward(a)
-        return a.device.backend.erf(a.data)
+        x = a.data
+        # Through 1-D: a ufunc on a 0-d array returns a bare scalar, which Backend.erf cannot cast.
+        return a.device.backend.erf(x.reshape(-1)).reshape(x.shape)
 
     @staticmethod
     def backward(ctx, g):

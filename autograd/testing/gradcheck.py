@@ -84,11 +84,11 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
         bad = ~np.isclose(got, numeric, rtol=rtol, atol=atol, equal_nan=False)
         if bad.any():
             j = int(np.flatnonzero(bad)[0])
+            index = tuple(int(n) for n in np.unravel_index(j, x.shape)) if x.shape else ()
             raise GradcheckError(
                 f"gradcheck: gradient of input {i} disagrees with finite differences at flat element {j} "
-                f"(index {np.unravel_index(j, x.shape) if x.shape else ()}): analytical {got[j]!r}, "
-                f"numerical {numeric[j]!r}; {int(bad.sum())} of {bad.size} elements differ "
-                f"(atol={atol}, rtol={rtol})"
+                f"(index {index}): analytical {float(got[j])!r}, numerical {float(numeric[j])!r}; "
+                f"{int(bad.sum())} of {bad.size} elements differ (atol={atol}, rtol={rtol})"
             )
     return True
 

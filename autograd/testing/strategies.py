@@ -15,11 +15,11 @@ def shapes(min_dims: int = 0, max_dims: int = 4, min_side: int = 1, max_side: in
     return hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=min_side, max_side=max_side)
 
 
-def tensors(shape, dtype=np.float64, elements=None, requires_grad=None, device="cpu"):
+def tensors(shape, dtype=np.float64, elements=None, requires_grad=None, device=None):
     """Tensors of ``shape`` (a tuple or a strategy of tuples) with values from ``elements``.
 
     Float tensors require grad unless ``requires_grad=False``. Default elements are finite
-    floats in [-10, 10].
+    floats in [-10, 10]. ``device`` defaults to the default device (``ag.set_default_device``).
     """
     dtype = np.dtype(dtype)
     if elements is None:

@@ -1,0 +1,332 @@
+"""digits: the project's digits example end to end, seconds until the test accuracy reaches 96%.
+
+xpgrad runs ``examples.digits_mlp.train`` (scikit-learn's 8x8 digits, MLP 64-128-10, Adam lr 1e-3,
+batch 64, 10% validation split, test accuracy checked after every epoch) and reports its
+``seconds_to_target``. If that function is missing or lacks ``target_accuracy``, a local loop
+with the same schedule written against nn/optim stands in (the result's info says which ran).
+
+The hand-written NumPy/CuPy reference and torch run the same schedule: the same split, the same
+per-epoch shuffles (``numpy.random.default_rng(seed).permutation``, as ``nn.fit`` draws them), the
+same initial weights (read from the example's model right after ``ag.manual_seed(seed)``), the
+same bookkeeping (per-step loss and accuracy sums, validation loss/accuracy and test
+loss/accuracy after each epoch), so the trajectories agree and the figure compares speed.
+The clock starts once the data sit on the device, as in the example, and stops at the end of
+the first epoch whose test accuracy reaches the target.
+"""
+from __future__ import annotations
+
+import inspect
+import time
+
+import numpy as np
+
+from ..runner import Bench, Contender
+from . import _mlp
+from ._common import (
+    Config, Impl, array_module, configure_torch_threads, construct, to_device_array, torch_device, torch_sync, xp_sync,
+)
+from .adam_step import NumpyAdam
+
+NAMES = ("digits",)
+SIZES = {"full": {"epochs": 40, "target": 0.96}, "tiny": {"epochs": 2, "target": 0.5}}
+BATCH, LR, HIDDEN, VAL_SPLIT, EVAL_BATCH = 64, 1e-3, 128, 0.1, 256
+
+
+def example_train():
+    """``examples.digits_mlp.train`` when it offers ``target_accuracy``, else None."""
+    try:
+        from examples import digits_mlp
+    except Exception:
+        return None
+    train = getattr(digits_mlp, "train", None)
+    if train is None or "target_accuracy" not in inspect.signature(train).parameters:
+        return None
+    return train
+
+
+def load_data(seed: int):
+    """((x_train, y_train), (x_test, y_test)) as the example loads them."""
+    try:
+        from examples.digits_mlp import load_digits
+    except Exception:
+        load_digits = _load_digits_local
+    return load_digits(seed=seed)
+
+
+def _load_digits_local(test_fraction: float = 0.2, seed: int = 0):
+    from sklearn.datasets import load_digits as sk_digits
+
+    data = sk_digits()
+    x = (data.data / 16.0).astype(np.float32)
+    y = data.target.astype(np.int64)
+    order = np.random.default_rng(seed).permutation(len(x))
+    x, y = x[order], y[order]
+    n_test = int(round(len(x) * test_fraction))
+    return (x[n_test:], y[n_test:]), (x[:n_test], y[:n_test])
+
+
+def initial_weights(n_in: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The example's model weights right after ``ag.manual_seed(seed)``, as (W, b) per layer."""
+    import autograd as ag
+
+    ag.manual_seed(seed)
+    try:
+        from examples.digits_mlp import MLP
+
+        model = MLP(n_in)
+        linears = [model.fc1, model.fc2]
+    except Exception:
+        try:
+            import nn
+
+            linears = [nn.Linear(n_in, HIDDEN), nn.Linear(HIDDEN, 10)]
+        except Exception:  # no usable nn: same distribution, drawn here (xpgrad then fails on its own)
+            return _mlp.init_weights([n_in, HIDDEN, 10], np.float32, np.random.default_rng(seed))
+    return [(lin.weight.numpy().copy(), lin.bias.numpy().copy()) for lin in linears]
+
+
+def _split(x, y):
+    cut = len(x) - int(round(len(x) * VAL_SPLIT))
+    return (x[:cut], y[:cut]), (x[cut:], y[cut:])
+
+
+def _batches(n: int, size: int):
+    return [(start, min(start + size, n)) for start in range(0, n, size)]
+
+
+# -- contenders: each returns seconds to target (None if never reached) ---------------------------
+class _Loop(Impl):
+    """The shared schedule; subclasses supply the array-level pieces."""
+
+    def __init__(self, data, weights, cfg: Config) -> None:
+        self.data, self.weights, self.cfg = data, weights, cfg
+        self.epochs, self.target = SIZES[cfg.size]["epochs"], SIZES[cfg.size]["target"]
+        self.reached_epoch: int | None = None
+
+    def run(self) -> float | None:
+        (x_all, y_all), (x_test, y_test) = self.data
+        (x_tr, y_tr), (x_val, y_val) = _split(x_all, y_all)
+        state = self.state = self.prepare(x_tr, y_tr, x_val, y_val, x_test, y_test)
+        rng = np.random.default_rng(self.cfg.seed)
+        n = len(x_tr)
+        start = time.perf_counter()
+        for epoch in range(1, self.epochs + 1):
+            order = rng.permutation(n)
+            self.train_epoch(state, order)
+            self.evaluate(state, "val")
+            if self.evaluate(state, "test") >= self.target:
+                self.reached_epoch = epoch
+                return time.perf_counter() - start
+        return None
+
+
+class NumpyDigits(_Loop):
+    def prepare(self, x_tr, y_tr, x_val, y_val, x_test, y_test):
+        xp = self.xp = array_module(self.cfg.device)
+        model = _mlp.NumpyMLP({"params": self.weights, "x": x_tr[:1], "y": y_tr[:1]}, self.cfg, LR)
+        # the model's arrays must not alias the shared initial weights: Adam updates them in place
+        model.weights = [xp.array(w, copy=True) for w in model.weights]
+        model.biases = [xp.array(b, copy=True) for b in model.biases]
+        params = model.weights + model.biases
+        adam = NumpyAdam(None, xp=xp, params=params, grads=[None] * len(params), lr=LR)
+        dev = {k: to_device_array(v, xp) for k, v in
+               dict(x_tr=x_tr, y_tr=y_tr, x_val=x_val, y_val=y_val, x_test=x_test, y_test=y_test).items()}
+        self.sync = xp_sync(xp)
+        return {"model": model, "adam": adam, **dev}
+
+    def train_epoch(self, s, order) -> None:
+        xp, model, adam = self.xp, s["model"], s["adam"]
+        order = to_device_array(order, xp)
+        total_loss = total_acc = 0.0
+        for lo, hi in _batches(len(order), BATCH):
+            idx = order[lo:hi]
+            xb, yb = s["x_tr"][idx], s["y_tr"][idx]
+            loss, gw, gb = model.forward_backward(xb, yb)
+            adam.grads = gw + gb
+            adam.step()
+            n = hi - lo
+            # the per-step bookkeeping nn.fit does: loss and accuracy sums, read once per epoch
+            logits = model.logits
+            total_loss = total_loss + loss * n
+            total_acc = total_acc + (logits.argmax(axis=1) == yb).mean() * n
+        float(total_loss), float(total_acc)
+
+    def _logits(self, model, x):
+        h = x
+        last = len(model.weights) - 1
+        for i, (w, b) in enumerate(zip(model.weights, model.biases)):
+            h = h @ w.T + b
+            if i < last:
+                h = self.xp.maximum(h, 0)
+        return h
+
+    def evaluate(self, s, which: str) -> float:
+        from ._common import softmax_cross_entropy
+
+        x, y = s[f"x_{which}"], s[f"y_{which}"]
+        loss_sum = acc_sum = 0.0
+        for lo, hi in _batches(len(x), EVAL_BATCH):
+            logits = self._logits(s["model"], x[lo:hi])
+            loss, _ = softmax_cross_entropy(self.xp, logits, y[lo:hi])
+            loss_sum = loss_sum + loss * (hi - lo)
+            acc_sum = acc_sum + (logits.argmax(axis=1) == y[lo:hi]).mean() * (hi - lo)
+        float(loss_sum)
+        return float(acc_sum) / len(x)
+
+
+class TorchDigits(_Loop):
+    def prepare(self, x_tr, y_tr, x_val, y_val, x_test, y_test):
+        import torch
+
+        configure_torch_threads()
+        self.torch = torch
+        dev = torch_device(self.cfg.device)
+        model, _ = _mlp.torch_model(self.weights, self.cfg.device, np.float32)
+        optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+        arrays = dict(x_tr=x_tr, y_tr=y_tr, x_val=x_val, y_val=y_val, x_test=x_test, y_test=y_test)
+        tensors = {k: torch.from_numpy(np.ascontiguousarray(v)).to(dev) for k, v in arrays.items()}
+        self.sync = torch_sync(self.cfg.device)
+        return {"model": model, "opt": optimizer, "dev": dev, **tensors}
+
+    def train_epoch(self, s, order) -> None:
+        torch = self.torch
+        F = torch.nn.functional
+        model, opt = s["model"], s["opt"]
+        order = torch.from_numpy(order).to(s["dev"])
+        total_loss = total_acc = None
+        for lo, hi in _batches(len(order), BATCH):
+            idx = order[lo:hi]
+            xb, yb = s["x_tr"][idx], s["y_tr"][idx]
+            opt.zero_grad(set_to_none=True)
+            out = model(xb)
+            loss = F.cross_entropy(out, yb)
+            loss.backward()
+            opt.step()
+            n = hi - lo
+            with torch.no_grad():
+                step_loss = loss.detach() * n
+                step_acc = (out.argmax(dim=1) == yb).double().mean() * n
+                total_loss = step_loss if total_loss is None else total_loss + step_loss
+                total_acc = step_acc if total_acc is None else total_acc + step_acc
+        total_loss.item(), total_acc.item()
+
+    def evaluate(self, s, which: str) -> float:
+        torch = self.torch
+        x, y = s[f"x_{which}"], s[f"y_{which}"]
+        model = s["model"]
+        model.eval()
+        with torch.no_grad():
+            loss_sum = acc_sum = None
+            for lo, hi in _batches(len(x), EVAL_BATCH):
+                out = model(x[lo:hi])
+                l_ = torch.nn.functional.cross_entropy(out, y[lo:hi]) * (hi - lo)
+                a_ = (out.argmax(dim=1) == y[lo:hi]).double().mean() * (hi - lo)
+                loss_sum = l_ if loss_sum is None else loss_sum + l_
+                acc_sum = a_ if acc_sum is None else acc_sum + a_
+        model.train()
+        loss_sum.item()
+        return acc_sum.item() / len(x)
+
+
+class LocalXpgradDigits(_Loop):
+    """Stand-in for ``examples.digits_mlp.train`` written against nn/optim (same schedule)."""
+
+    def prepare(self, x_tr, y_tr, x_val, y_val, x_test, y_test):
+        import autograd as ag
+        import nn
+        import optim
+
+        self.ag = ag
+        dev = self.cfg.device
+        model, _ = _mlp.xpgrad_model(self.weights, dev, np.float32)
+        optimizer = optim.Adam(model.parameters(), lr=LR)
+        arrays = dict(x_tr=x_tr, y_tr=y_tr, x_val=x_val, y_val=y_val, x_test=x_test, y_test=y_test)
+        tensors = {k: ag.tensor(v, device=dev) for k, v in arrays.items()}
+        self.cross_entropy = nn.functional.cross_entropy
+        return {"model": model, "opt": optimizer, "dev": dev, **tensors}
+
+    def train_epoch(self, s, order) -> None:
+        ag = self.ag
+        model, opt = s["model"], s["opt"]
+        order = ag.tensor(order, device=s["dev"])
+        total_loss = total_acc = None
+        for lo, hi in _batches(len(order), BATCH):
+            idx = order[lo:hi]
+            xb, yb = s["x_tr"][idx], s["y_tr"][idx]
+            opt.zero_grad(set_to_none=True)
+            out = model(xb)
+            loss = self.cross_entropy(out, yb)
+            loss.backward()
+            opt.step()
+            n = hi - lo
+            with ag.no_grad():
+                step_loss = loss.detach() * n
+                step_acc = (out.argmax(axis=-1) == yb).astype(ag.float64).mean() * n
+                total_loss = step_loss if total_loss is None else total_loss + step_loss
+                total_acc = step_acc if total_acc is None else total_acc + step_acc
+        total_loss.item(), total_acc.item()
+
+    def evaluate(self, s, which: str) -> float:
+        ag = self.ag
+        x, y = s[f"x_{which}"], s[f"y_{which}"]
+        with ag.no_grad():
+            loss_sum = acc_sum = None
+            for lo, hi in _batches(x.shape[0], EVAL_BATCH):
+                out = s["model"](x[lo:hi])
+                l_ = self.cross_entropy(out, y[lo:hi]) * (hi - lo)
+                a_ = (out.argmax(axis=-1) == y[lo:hi]).astype(ag.float64).mean() * (hi - lo)
+                loss_sum = l_ if loss_sum is None else loss_sum + l_
+                acc_sum = a_ if acc_sum is None else acc_sum + a_
+        loss_sum.item()
+        return acc_sum.item() / x.shape[0]
+
+
+class ExampleXpgradDigits(Impl):
+    """``examples.digits_mlp.train(...)["seconds_to_target"]``."""
+
+    def __init__(self, train, cfg: Config) -> None:
+        self.train, self.cfg = train, cfg
+        self.last: dict | None = None
+
+    def run(self) -> float | None:
+        size = SIZES[self.cfg.size]
+        self.last = self.train(epochs=size["epochs"], batch_size=BATCH, lr=LR, seed=self.cfg.seed,
+                               device=self.cfg.device, verbose=0, target_accuracy=size["target"])
+        return self.last.get("seconds_to_target")
+
+
+def implementations(cfg: Config) -> dict:
+    data = load_data(cfg.seed)
+    weights = initial_weights(data[0][0].shape[1], cfg.seed)
+    train = example_train()
+    return construct({
+        "xpgrad": (lambda: ExampleXpgradDigits(train, cfg)) if train is not None
+        else (lambda: LocalXpgradDigits(data, weights, cfg)),
+        "numpy": lambda: NumpyDigits(data, weights, cfg),
+        "torch": lambda: TorchDigits(data, weights, cfg),
+    }, cfg)
+
+
+def build(cfg: Config) -> list[Bench]:
+    try:
+        import sklearn  # noqa: F401  (the example's data set ships with scikit-learn)
+    except ImportError:
+        return []
+    impls = implementations(cfg)
+    size = SIZES[cfg.size]
+    source = ("examples.digits_mlp.train" if isinstance(impls["xpgrad"], ExampleXpgradDigits)
+              else "local stand-in loop (examples.digits_mlp.train with target_accuracy not found)")
+    info = {"epochs_max": size["epochs"], "target_accuracy": size["target"], "xpgrad_source": source,
+            "reached_epoch": {}, "note": "" if source.startswith("examples") else f"xpgrad ran the {source}"}
+
+    def wrap(name: str, impl):
+        def run():
+            seconds = impl.run()
+            info["reached_epoch"].setdefault(name, []).append(getattr(impl, "reached_epoch", None))
+            return seconds
+        return run
+
+    return [Bench(
+        "digits", f"s to {size['target']:.0%}", 1.0, [Contender(n, wrap(n, i)) for n, i in impls.items()],
+        kind="value", repeat=cfg.repeat if cfg.repeat is not None else 3, warmup=0, info=info,
+    )]

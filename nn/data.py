@@ -1,0 +1,103 @@
+"""Mini-batches: ``TensorDataset`` and a ``DataLoader`` that keeps batches on the data's device."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+import autograd as ag
+
+__all__ = ["TensorDataset", "DataLoader", "random_split_indices"]
+
+
+class TensorDataset:
+    """Tensors (or arrays) that share their first dimension; item ``i`` is the tuple of their rows."""
+
+    def __init__(self, *tensors) -> None:
+        if not tensors:
+            raise ValueError("TensorDataset needs at least one tensor")
+        self.tensors = tuple(t if isinstance(t, ag.Tensor) else ag.tensor(t) for t in tensors)
+        n = self.tensors[0].shape[0] if self.tensors[0].ndim else None
+        for i, t in enumerate(self.tensors):
+            if t.ndim == 0 or t.shape[0] != n:
+                raise ValueError(
+                    "TensorDataset: every tensor needs the same first dimension, got shapes "
+                    + ", ".join(str(t.shape) for t in self.tensors)
+                )
+            if t.device is not self.tensors[0].device:
+                raise RuntimeError(f"TensorDataset: tensor {i} is on {t.device}, tensor 0 on {self.tensors[0].device}")
+
+    def __len__(self) -> int:
+        return self.tensors[0].shape[0]
+
+    def __getitem__(self, index):
+        return tuple(t[index] for t in self.tensors)
+
+
+class DataLoader:
+    """Iterate over a dataset in mini-batches.
+
+    ``DataLoader(TensorDataset(x, y), batch_size=64, shuffle=True, seed=0)``; passing tensors
+    directly (``DataLoader((x, y), ...)``) works too. Each epoch (each ``iter()``) draws a new
+    order; with ``seed`` the sequence of orders is reproducible, without it the order comes from
+    the device generator that ``ag.manual_seed`` seeds. Batches are gathered on the data's device
+    with an index array of that device (no host round trip); ``device=`` moves each batch there
+    (for data kept on the host). Batches are outside the graph (they are data).
+    """
+
+    def __init__(self, dataset, batch_size: int = 32, shuffle: bool = False, drop_last: bool = False,
+                 seed: int | None = None, device=None) -> None:
+        if isinstance(dataset, (tuple, list)):
+            dataset = TensorDataset(*dataset)
+        if not isinstance(dataset, TensorDataset):
+            raise TypeError(f"DataLoader expects a TensorDataset or a tuple of tensors, got {type(dataset).__name__}")
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+        self.dataset = dataset
+        self.batch_size = int(batch_size)
+        self.shuffle = bool(shuffle)
+        self.drop_last = bool(drop_last)
+        self.device = device
+        self._rng = np.random.default_rng(seed) if seed is not None else None
+
+    def __len__(self) -> int:
+        n = len(self.dataset)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def _order(self, n: int):
+        dev = self.dataset.tensors[0].device
+        backend = dev.backend
+        if not self.shuffle:
+            return None
+        if self._rng is not None:
+            return backend.asarray(self._rng.permutation(n))
+        return backend.permutation(n, dev)
+
+    def __iter__(self):
+        n = len(self.dataset)
+        order = self._order(n)
+        stop = n - n % self.batch_size if self.drop_last else n
+        # No no_grad() here: a context held across `yield` would leak into the caller's loop body.
+        # Data tensors do not require grad, so slicing them records nothing anyway.
+        for start in range(0, stop, self.batch_size):
+            end = min(start + self.batch_size, n)
+            if order is None:
+                batch = tuple(t[start:end] for t in self.dataset.tensors)
+            else:
+                index = order[start:end]
+                batch = tuple(t[index] for t in self.dataset.tensors)
+            if self.device is not None:
+                batch = tuple(t.to(self.device) for t in batch)
+            yield batch
+
+
+def random_split_indices(n: int, fractions, seed: int | None = None) -> list[np.ndarray]:
+    """Shuffle ``range(n)`` and cut it into parts of the given fractions (the last takes the rest)."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n)
+    parts, start = [], 0
+    for i, f in enumerate(fractions):
+        size = n - start if i == len(fractions) - 1 else int(round(f * n))
+        parts.append(order[start : start + size])
+        start += size
+    return parts

@@ -1,0 +1,13 @@
+"""Layers: modules with parameters (Linear, LayerNorm, LSTM...) and stateless ones (ReLU, Flatten...)."""
+from .activation import GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
+from .container import ModuleDict, ModuleList, Sequential
+from .dropout import Dropout
+from .embedding import Embedding
+from .linear import Flatten, Identity, Linear
+from .normalization import BatchNorm1d, LayerNorm
+from .rnn import LSTM
+
+__all__ = [
+    "Linear", "Identity", "Flatten", "Sequential", "ModuleList", "ModuleDict", "ReLU", "LeakyReLU", "GELU",
+    "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Dropout", "LayerNorm", "BatchNorm1d", "Embedding", "LSTM",
+]

@@ -1,0 +1,14 @@
+"""Optimizers and learning-rate schedulers with PyTorch's interface and update rules.
+
+>>> import optim
+>>> opt = optim.Adam(model.parameters(), lr=1e-3)
+>>> opt.zero_grad(); loss.backward(); opt.step()
+"""
+from . import lr_scheduler
+from .adagrad import Adagrad
+from .adam import Adam, AdamW
+from .optimizer import Optimizer
+from .rmsprop import RMSprop
+from .sgd import SGD
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "lr_scheduler"]

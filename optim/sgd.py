@@ -1,0 +1,95 @@
+"""Stochastic gradient descent, with PyTorch's momentum, dampening, weight decay and Nesterov rules."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .optimizer import Optimizer, ParamsT, _at_least_zero, _real
+
+__all__ = ["SGD", "sgd_update"]
+
+
+def sgd_update(
+    param, grad, momentum_buffer, scratch, *, xp, lr: float, momentum: float, dampening: float,
+    weight_decay: float, nesterov: bool, first_step: bool,
+) -> None:
+    """One SGD step on arrays, in place (torch's ``_single_tensor_sgd``).
+
+    ``momentum_buffer`` is None without momentum; ``first_step`` says it holds nothing yet (torch
+    then starts it as a copy of the gradient, with no dampening). ``scratch`` is two work arrays
+    shaped like ``param``; ``grad`` is only read.
+    """
+    s0, s1 = scratch
+    d = grad
+    if weight_decay != 0:
+        xp.multiply(param, weight_decay, out=s0)
+        xp.add(grad, s0, out=s0)  # grad + wd * param
+        d = s0
+    if momentum != 0:
+        buf = momentum_buffer
+        if first_step:
+            xp.copyto(buf, d)
+        else:
+            xp.multiply(buf, momentum, out=buf)
+            if dampening != 0:
+                xp.multiply(d, 1 - dampening, out=s0)  # d is grad or s0 itself, so s0 is free here
+                xp.add(buf, s0, out=buf)
+            else:
+                xp.add(buf, d, out=buf)
+        if nesterov:
+            xp.multiply(buf, momentum, out=s1)
+            xp.add(d, s1, out=s1)  # d + momentum * buf
+            d = s1
+        else:
+            d = buf
+    out = d if (d is s0 or d is s1) else s1  # never scale grad or the momentum buffer in place
+    xp.multiply(d, -lr, out=out)
+    xp.add(param, out, out=param)
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent (optionally with momentum), exactly as ``torch.optim.SGD``."""
+
+    _kernel = staticmethod(sgd_update)
+
+    def __init__(
+        self, params: ParamsT, lr: float = 1e-3, momentum: float = 0, dampening: float = 0,
+        weight_decay: float = 0, nesterov: bool = False,
+    ) -> None:
+        defaults = {"lr": lr, "momentum": momentum, "dampening": dampening, "weight_decay": weight_decay,
+                    "nesterov": nesterov}
+        super().__init__(params, defaults)
+
+    def _check_options(self, options: Mapping[str, Any], where: str) -> None:
+        _at_least_zero(options, "lr", "learning rate", where)
+        momentum = _at_least_zero(options, "momentum", "momentum value", where)
+        dampening = _real(options, "dampening", where)
+        _at_least_zero(options, "weight_decay", "weight_decay value", where)
+        if options["nesterov"] and (momentum <= 0 or dampening != 0):
+            raise ValueError(
+                f"Nesterov momentum requires a momentum and zero dampening{where} "
+                f"(got momentum={options['momentum']!r}, dampening={options['dampening']!r})"
+            )
+
+    def _update_group(self, group: dict[str, Any]) -> None:
+        lr = float(group["lr"])
+        momentum = float(group["momentum"])
+        dampening = float(group["dampening"])
+        weight_decay = float(group["weight_decay"])
+        nesterov = bool(group["nesterov"])
+        kernel = self._kernel
+        for p in group["params"]:
+            g = p.grad
+            if g is None:
+                continue
+            buf = None
+            first = False
+            if momentum != 0:
+                state = self._state_of(p)
+                buf = state.get("momentum_buffer")
+                if buf is None:
+                    buf = state["momentum_buffer"] = self._zeros_like(p)
+                    first = True
+            kernel(p.data, g.data, None if buf is None else buf.data, self._scratch_for(p),
+                   xp=p.device.backend.xp, lr=lr, momentum=momentum, dampening=dampening,
+                   weight_decay=weight_decay, nesterov=nesterov, first_step=first)
