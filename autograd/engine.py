@@ -118,76 +118,16 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
 
     pending: dict = {}
     heap: list = []
-    handed: set = set()
     prev_mode = state.grad_enabled
     state.grad_enabled = create_graph
     try:
         for t, s in zip(roots, seeds):
-            handed.add(id(s))
             if t.grad_fn is None:
-                _deliver_leaf(t, s, capture, leaf_inputs if capture is not None else None, create_graph, handed, True)
-            else:
-                if capture is not None and t.grad_fn not in reach:
-                    continue
+                _deliver_leaf(t, s, capture, leaf_inputs if capture is not None else None, create_graph, False)
+            elif capture is None or t.grad_fn in reach:
                 _add_pending(pending, heap, t.grad_fn, t._out_idx, s)
-        anomaly = state.anomaly
-        while heap:
-            node = heapq.heappop(heap)[1]
-            gout = pending.pop(node)
-            if capture is not None:
-                for idx, k in node_inputs.get(node, ()):
-                    g = gout if node.n_out == 1 else gout[idx]
-                    if g is not None:
-                        capture[k] = g
-                if node not in run:
-                    continue
-            if node._released:
-                raise _freed_error(node)
-            if node._retained is not None and capture is None:  # ag.grad never writes .grad
-                _fill_retained(node, gout, create_graph)
-            grads_in = _call_backward(node, gout, create_graph)
-            if not node._raw and not create_graph:
-                # A user's backward may return a tensor it did not create (an input, a saved
-                # tensor): never adopt such memory as a leaf's .grad, or accumulating into that
-                # .grad would change the other tensor.
-                handed.update(id(gi) for gi in grads_in)
-            edges = node.next_edges
-            n_in = len(grads_in)
-            if n_in > len(edges):
-                raise RuntimeError(
-                    f"{node.fn.__name__}.backward returned {len(grads_in)} gradients, but forward took {len(edges)} inputs"
-                )
-            for edge, gi in zip(edges, grads_in):
-                if edge is None or gi is None:
-                    continue
-                target, idx, shape, dtype = edge
-                gshape = gi.shape
-                if gshape != shape:
-                    try:
-                        gi = sum_to(gi, shape)
-                    except ValueError:
-                        raise RuntimeError(
-                            f"{node.fn.__name__}.backward returned a gradient of shape {tuple(gshape)} for an "
-                            f"input of shape {tuple(shape)}"
-                        ) from None
-                if gi.dtype != dtype:
-                    gi = gi.astype(dtype)
-                if anomaly:
-                    _check_finite_backward(node, gi)
-                if type(target) is Context:
-                    if capture is not None and target not in reach:
-                        continue
-                    _add_pending(pending, heap, target, idx, gi)
-                else:
-                    if n_in > 1 and (gi is grads_in[0] is grads_in[1] if n_in == 2 else sum(o is gi for o in grads_in) > 1):
-                        # One array returned for several inputs (Add: g, g) must not become this
-                        # leaf's .grad: accumulating into that .grad in place would change the
-                        # gradient still pending for the other input.
-                        handed.add(id(gi))
-                    _deliver_leaf(target, gi, capture, leaf_inputs if capture is not None else None, create_graph, handed, False)
-                handed.add(id(gi))
-            if not retain_graph:
-                node.release()
+        _traverse(pending, heap, create_graph, retain_graph, capture,
+                  (leaf_inputs, node_inputs, run, reach) if capture is not None else None)
     finally:
         state.grad_enabled = prev_mode
 
@@ -217,25 +157,130 @@ def _array(g, device):
     return g if isinstance(g, backend.array_type) else backend.asarray(g)
 
 
+def _traverse(pending, heap, create_graph, retain_graph, capture, grad_inputs):
+    """Pop nodes newest-first, run their backward and route the gradients to their inputs."""
+    heappop, heappush = heapq.heappop, heapq.heappush
+    anomaly = state.anomaly
+    raw_ok = not create_graph
+    if grad_inputs is not None:
+        leaf_inputs, node_inputs, run, reach = grad_inputs
+    while heap:
+        node = heappop(heap)[1]
+        gout = pending.pop(node)
+        if capture is not None:
+            for idx, k in node_inputs.get(node, ()):
+                g = gout if node.n_out == 1 else gout[idx]
+                if g is not None:
+                    capture[k] = g
+            if node not in run:
+                continue
+        edges = node.next_edges
+        if edges is None:
+            raise _freed_error(node)
+        if node._retained is not None and capture is None:  # ag.grad never writes .grad
+            _fill_retained(node, gout, create_graph)
+        fn = node.fn
+        if raw_ok and fn.raw_backward and node.n_out == 1:
+            node._raw = True
+            grads_in = fn.backward(node, gout)
+            if type(grads_in) is not tuple:
+                grads_in = (grads_in,)
+            # Only a gradient the op computed itself may become a leaf's .grad without a copy.
+            fresh = True
+        else:
+            grads_in = _call_backward(node, gout, create_graph)
+            fresh = fn.raw_backward
+        n_in = len(grads_in)
+        if n_in > len(edges):
+            raise RuntimeError(
+                f"{fn.__name__}.backward returned {n_in} gradients, but forward took {len(edges)} inputs"
+            )
+        array_type = None
+        for i in range(n_in):
+            edge = edges[i]
+            gi = grads_in[i]
+            if edge is None or gi is None:
+                continue
+            kind = type(edge)
+            if kind is Context:
+                target, idx, shape, dtype = edge, 0, edge.out_shape, edge.out_dtype
+            elif kind is tuple:
+                target, idx = edge
+                shape, dtype = target._out_meta[idx]
+            else:
+                target, idx = edge, 0
+                shape, dtype = edge.data.shape, edge.data.dtype
+            if raw_ok:
+                if array_type is None:
+                    array_type = node.device.backend.array_type
+                if type(gi) is not array_type:  # NumPy turns 0-d results into scalars
+                    gi = node.xp.asarray(gi)
+            gshape = gi.shape
+            if gshape != shape:
+                gi = _unbroadcast(node, gi, shape)
+            if gi.dtype is not dtype and gi.dtype != dtype:
+                gi = gi.astype(dtype)
+            if anomaly:
+                _check_finite_backward(node, gi)
+            if kind is Context:
+                if capture is None or target in reach:
+                    prev = pending.get(target)  # _add_pending(), inlined for single-output nodes
+                    if prev is None:
+                        heappush(heap, (-target.seq, target))
+                        pending[target] = gi
+                    else:
+                        pending[target] = prev + gi
+            elif kind is tuple:
+                if capture is None or target in reach:
+                    _add_pending(pending, heap, target, idx, gi)
+            else:
+                adopt = fresh and gi is not gout and getattr(gi.data if create_graph else gi, "base", None) is None
+                if adopt and n_in > 1:
+                    # One array returned for two inputs must not become a leaf's .grad: a later
+                    # in-place accumulation would change the other input's gradient too.
+                    adopt = sum(o is gi for o in grads_in) == 1
+                _deliver_leaf(target, gi, capture, leaf_inputs if capture is not None else None, create_graph, adopt)
+        if not retain_graph:
+            node._saved = None  # node.release(), inlined: this loop is the hot path
+            node._out = None
+            node.next_edges = None
+
+
+def _unbroadcast(node, g, shape):
+    try:
+        return sum_to(g, shape)
+    except ValueError:
+        raise RuntimeError(
+            f"{node.fn.__name__}.backward returned a gradient of shape {tuple(g.shape)} for an "
+            f"input of shape {tuple(shape)}"
+        ) from None
+
+
+def _array(g, device):
+    """``g`` as a backend array: NumPy turns arithmetic on 0-d arrays into scalars, which a
+    Tensor must not hold."""
+    backend = device.backend
+    return g if isinstance(g, backend.array_type) else backend.asarray(g)
+
+
 def _add_pending(pending, heap, node, idx, g):
-    n = node.n_out
-    if n == 1:
+    if node.n_out == 1:
         prev = pending.get(node)
         if prev is None:
-            if node not in pending:
-                heapq.heappush(heap, (-node.seq, node))
+            heapq.heappush(heap, (-node.seq, node))
             pending[node] = g
         else:
             pending[node] = prev + g
     else:
         slots = pending.get(node)
         if slots is None:
-            slots = pending[node] = [None] * n
+            slots = pending[node] = [None] * node.n_out
             heapq.heappush(heap, (-node.seq, node))
         slots[idx] = g if slots[idx] is None else slots[idx] + g
 
 
 def _call_backward(node, gout, create_graph):
+    """Backward of user Functions, multi-output nodes and the create_graph path."""
     fn = node.fn
     if node.n_out == 1:
         grads = (gout,)
@@ -243,16 +288,14 @@ def _call_backward(node, gout, create_graph):
         grads = tuple(g if g is not None else _zeros_for(node, i, create_graph) for i, g in enumerate(gout))
     raw = fn.raw_backward and not create_graph
     node._raw = raw
-    if raw:
-        out = fn.backward(node, *grads)
-    elif create_graph:
+    if raw or create_graph:
         out = fn.backward(node, *grads)
     else:
-        dev = node._out_meta[0]
+        dev = node.device
         out = fn.backward(node, *[_make(_array(g, dev), dev, None, 0, False) for g in grads])
     if type(out) is not tuple:
         out = tuple(out) if type(out) is list else (out,)
-    array_type = node._out_meta[0].backend.array_type
+    array_type = node.device.backend.array_type
     fixed = None
     for i, gi in enumerate(out):
         if gi is None:
@@ -280,20 +323,15 @@ def _call_backward(node, gout, create_graph):
 
 
 def _zeros_for(node, i, create_graph):
-    shape, dtype = node._out_meta[1 + i]
-    dev = node._out_meta[0]
+    shape, dtype = node._out_meta[i]
+    dev = node.device
     z = dev.backend.xp.zeros(shape, dtype=dtype)
     return _make(z, dev, None, 0, False) if create_graph else z
 
 
-def _owned(g, handed) -> bool:
-    """True when ``g`` may become a leaf's .grad as is: it owns its memory and was not handed out
-    anywhere else in this pass (pass-through ops return the very same gradient for two inputs)."""
-    data = g.data if isinstance(g, Tensor) else g
-    return getattr(data, "base", None) is None and id(g) not in handed and id(data) not in handed
-
-
-def _deliver_leaf(leaf, g, capture, leaf_inputs, create_graph, handed, is_seed):
+def _deliver_leaf(leaf, g, capture, leaf_inputs, create_graph, adopt):
+    """Add ``g`` to ``leaf.grad`` (or to ag.grad's result). ``adopt``: g is a fresh array nobody
+    else holds, so it may become the .grad without a copy."""
     if capture is not None:
         k = leaf_inputs.get(id(leaf))
         if k is not None:
@@ -303,14 +341,12 @@ def _deliver_leaf(leaf, g, capture, leaf_inputs, create_graph, handed, is_seed):
     existing = leaf._grad
     if create_graph:
         if existing is None:
-            leaf._grad = g if _owned(g, handed) and g.grad_fn is not None else _clone(g)
+            leaf._grad = g if adopt and g.grad_fn is not None else _clone(g)
         else:
             leaf._grad = existing + g
         return
     if existing is None:
-        if not _owned(g, handed) or is_seed:
-            g = g.copy()
-        leaf._grad = _make(_array(g, leaf.device), leaf.device, None, 0, False)
+        leaf._grad = _make(g if adopt else _array(g, leaf.device).copy(), leaf.device, None, 0, False)
     elif existing.grad_fn is None and not existing._requires_grad:
         existing.data += g
         existing._bump("gradient accumulation")
@@ -338,6 +374,16 @@ def _fill_retained(node, gout, create_graph):
             t._grad = _make(_array(g.copy() if t._grad is None else t._grad.data + g, t.device), t.device, None, 0, False)
 
 
+def _edge_node(e):
+    """The node an edge points at, or None for a leaf edge."""
+    kind = type(e)
+    if kind is Context:
+        return e
+    if kind is tuple:
+        return e[0]
+    return None
+
+
 def _prune(root_nodes, leaf_inputs, node_inputs):
     """Nodes whose backward must run for ``ag.grad`` (``run``) and nodes on a path to an input (``reach``)."""
     order = []
@@ -352,18 +398,22 @@ def _prune(root_nodes, leaf_inputs, node_inputs):
             continue
         seen.add(node)
         stack.append((node, True))
-        for e in node.next_edges:
-            if e is not None and type(e[0]) is Context and e[0] not in seen:
-                stack.append((e[0], False))
+        edges = node.next_edges
+        if edges is None:  # released by an earlier backward: the traversal will raise for it
+            continue
+        for e in edges:
+            child = _edge_node(e) if e is not None else None
+            if child is not None and child not in seen:
+                stack.append((child, False))
     run = set()
     reach = set()
     for node in order:  # children before parents
-        needed = False
-        for e in node.next_edges:
+        needed = node.next_edges is None  # let the traversal report the freed buffers
+        for e in node.next_edges or ():
             if e is None:
                 continue
-            t = e[0]
-            if (t in reach) if type(t) is Context else (id(t) in leaf_inputs):
+            child = _edge_node(e)
+            if (child in reach) if child is not None else (id(e) in leaf_inputs):
                 needed = True
                 break
         if needed:

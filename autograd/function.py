@@ -29,8 +29,10 @@ import os
 import sys
 import traceback
 
-from .grad_mode import state
-from .tensor import Tensor, _make
+from .grad_mode import ANOMALY, GRAD, mode as _mode
+from .tensor import Tensor, _clock, _counter, _make
+
+_new = object.__new__
 
 __all__ = ["Function", "Context"]
 
@@ -40,10 +42,23 @@ _seq = itertools.count()
 class Context:
     """Per-call context of a Function and, once recorded, the graph node (``tensor.grad_fn``)."""
 
+    # Edges (``next_edges``, one per apply() argument): None when that input needs no gradient,
+    # the leaf Tensor itself, the producing node (its output 0), or (node, index) for a node
+    # with several outputs. No tuple per edge in the common case: this is the hot path.
+    # ``next_edges`` becomes None once backward has released the node.
     __slots__ = (
-        "fn", "xp", "next_edges", "seq", "n_out", "_saved", "_saved_versions", "_out", "_out_versions",
-        "_raw", "_released", "_retained", "_stack", "_out_meta", "__dict__", "__weakref__",
+        "fn", "xp", "device", "next_edges", "seq", "out_shape", "out_dtype", "_saved", "_saved_at",
+        "_out", "_raw", "__dict__", "__weakref__",
     )
+    # Slots are written only when used: _saved by save_for_backward, _out by ops that save
+    # their output, _raw by the engine before each backward; reading an unwritten one means
+    # "nothing" (see _saved_values).
+    # Rarely set, so class-level defaults rather than a write per op.
+    n_out = 1
+    _retained = None  # {output index: weakref} of outputs that called retain_grad()
+    _stack = None  # forward call stack, recorded only under detect_anomaly
+    _out_meta = None  # ((shape, dtype), ...) of each output, for nodes with several outputs
+    _out_versions = ()  # version counters of the outputs kept by ops with saves_output
 
     # -- used inside forward ----------------------------------------------------------------
     def save_for_backward(self, *tensors) -> None:
@@ -52,52 +67,59 @@ class Context:
         Non-Tensor values (Python numbers, constant arrays, None) may be saved too and come back as is.
         """
         self._saved = tensors
-        self._saved_versions = tuple(t._version[0] if isinstance(t, Tensor) else 0 for t in tensors)
+        self._saved_at = _clock[0]
 
     # -- used inside backward ---------------------------------------------------------------
     @property
     def saved_tensors(self) -> tuple:
         """The tensors given to ``save_for_backward``, checked for in-place modification."""
-        saved = self._checked_saved()
+        saved, at = self._saved_values()
+        for t in saved:
+            if isinstance(t, Tensor) and t._version[2] > at:
+                raise _modified_error(self, t.data, t._version)
         return saved
 
     @property
     def saved(self) -> tuple:
         """Saved values as the backward should use them: arrays on the raw path, else Tensors."""
-        saved = self._checked_saved()
-        if self._raw:
-            return tuple(t.data if isinstance(t, Tensor) else t for t in saved)
-        return saved
+        saved, at = self._saved_values()
+        raw = self._raw
+        out = []
+        for t in saved:
+            if isinstance(t, Tensor):
+                if t._version[2] > at:
+                    raise _modified_error(self, t.data, t._version)
+                out.append(t.data if raw else t)
+            else:
+                out.append(t)
+        return out
 
-    def _checked_saved(self) -> tuple:
-        saved = self._saved
+    def _saved_values(self) -> tuple:
+        """(saved values, clock when saved)."""
+        try:
+            saved = self._saved
+        except AttributeError:  # save_for_backward was never called
+            return (), 0
         if saved is None:
-            if self._released:
-                raise _freed_error(self)
-            return ()
-        for t, v in zip(saved, self._saved_versions):
-            if isinstance(t, Tensor) and t._version[0] != v:
-                raise _modified_error(self, t.data, t._version, v)
-        return saved
+            raise _freed_error(self)
+        return saved, self._saved_at
 
     @property
     def output(self):
         """The op's (first) output, for ops with ``saves_output = True``: an array on the raw
         path, else a Tensor whose grad_fn is this node, so its use stays differentiable."""
-        if self._out is None:
+        out = getattr(self, "_out", None)
+        if out is None:
             raise _freed_error(self)
-        data = self._out[0]
-        counter, version = self._out_versions[0]
-        if counter[0] != version:
-            raise _modified_error(self, data, counter, version)
+        data = out[0]
+        counter = self._out_versions[0]
+        if counter[2] > self._saved_at:
+            raise _modified_error(self, data, counter)
         if self._raw:
             return data
-        out = _make(data, self._saved_device(), self, 0, True)
+        out = _make(data, self.device, self, 0, True)
         out._version = counter
         return out
-
-    def _saved_device(self):
-        return self._out_meta[0]
 
     @property
     def ops(self):
@@ -109,7 +131,10 @@ class Context:
     def needs_input_grad(self) -> tuple:
         """One bool per argument of ``apply``: whether that input needs a gradient (all False
         when no graph is recorded)."""
-        return tuple(e is not None for e in self.next_edges)
+        edges = self.next_edges
+        if edges is None:
+            raise _freed_error(self)
+        return tuple(e is not None for e in edges)
 
     @property
     def name(self) -> str:
@@ -126,11 +151,14 @@ class Context:
         self._retained[idx] = weakref.ref(tensor)
 
     def release(self) -> None:
-        """Drop everything backward needed; a second backward through this node then raises."""
+        """Drop everything backward needed; a second backward through this node then raises.
+
+        Dropping the edges too lets the nodes upstream die as soon as backward has passed them
+        (with whatever their forward kept as attributes, such as masks).
+        """
         self._saved = None
         self._out = None
-        self._released = True
-        self.__dict__.clear()
+        self.next_edges = None
 
 
 def _freed_error(ctx) -> RuntimeError:
@@ -142,12 +170,12 @@ def _freed_error(ctx) -> RuntimeError:
     )
 
 
-def _modified_error(ctx, data, counter, saved_version) -> RuntimeError:
-    where = f" by {counter[1]}" if counter[1] else ""
+def _modified_error(ctx, data, counter) -> RuntimeError:
+    where = f" ({counter[1]})" if counter[1] else ""
     return RuntimeError(
         f"one of the tensors saved for the backward of {ctx.fn.__name__} (shape {tuple(data.shape)}, "
-        f"dtype {data.dtype}) was modified by an in-place operation{where}: it was at version "
-        f"{saved_version} when saved and is now at version {counter[0]}. Use the out-of-place form "
+        f"dtype {data.dtype}) was modified by an in-place operation{where} after it was saved "
+        f"(it is now at version {counter[0]}). Use the out-of-place form "
         "(e.g. `x = x * 2` instead of `x.mul_(2)`), or clone the tensor before changing it."
     )
 
@@ -180,82 +208,105 @@ class Function(metaclass=_FunctionMeta):
     @classmethod
     def apply(cls, *args):
         dev = None
-        needs_graph = False
+        wants_grad = False
         for a in args:
             if isinstance(a, Tensor):
+                d = a.device
                 if dev is None:
-                    dev = a.device
-                elif a.device is not dev:
+                    dev = d
+                elif d is not dev:
                     raise _device_mismatch(cls, args)
                 if a._requires_grad:
-                    needs_graph = True
+                    wants_grad = True
         if dev is None:
             raise TypeError(f"{cls.__name__}.apply needs at least one Tensor argument")
-        st = state
-        ctx = Context()
+        backend = dev._backend or dev.backend
+        flags = _mode.get()
+        ctx = _new(Context)
         ctx.fn = cls
-        ctx.xp = dev.backend.xp
-        ctx._saved = None
-        ctx._raw = True
-        if needs_graph and st.grad_enabled and cls.differentiable:
+        ctx.xp = backend.xp
+        record = wants_grad and flags & GRAD and cls.differentiable
+        if record:
             edges = []
             for a in args:
                 if isinstance(a, Tensor) and a._requires_grad:
-                    fn = a.grad_fn
-                    data = a.data
-                    edges.append((a if fn is None else fn, a._out_idx, data.shape, data.dtype))
+                    node = a.grad_fn
+                    if node is None:
+                        edges.append(a)
+                    elif node.n_out == 1:
+                        edges.append(node)
+                    else:
+                        edges.append((node, a._out_idx))
                 else:
                     edges.append(None)
             ctx.next_edges = edges
-        else:
-            needs_graph = False
-            ctx.next_edges = _NO_EDGES
         if cls.raw_backward:
             out = cls.forward(ctx, *args)
         else:
-            if not needs_graph:
+            if not record:
                 ctx.next_edges = (None,) * len(args)  # needs_input_grad: all False, one per argument
             # User forwards may use Tensor ops; they must not record a graph of their own.
-            prev = st.grad_enabled
-            st.grad_enabled = False
+            token = _mode.set(flags & ~GRAD)
             try:
                 out = cls.forward(ctx, *args)
             finally:
-                st.grad_enabled = prev
-        if type(out) is tuple or type(out) is list:
-            outs = out
-            single = False
-        else:
-            outs = (out,)
-            single = True
+                _mode.reset(token)
         if cls.changes_device:
             dev = ctx.out_device
-        if not needs_graph:
-            res = tuple(_make(_as_array(o, dev, cls), dev, None, 0, False) for o in outs)
-            if st.anomaly:
-                _check_finite_forward(cls, res, None)
-            return res[0] if single else res
+            backend = dev.backend
+        if type(out) is not backend.array_type:
+            if type(out) is tuple or type(out) is list:
+                return _wrap_outputs(cls, ctx, out, dev, record, flags & ANOMALY)
+            out = _as_array(out, dev, cls)
+        # _make(), inlined: one call less on the hottest path.
+        res = _new(Tensor)
+        res.data = out
+        res.device = dev
+        if record and out.dtype.kind == "f":
+            res.grad_fn = ctx
+            res._requires_grad = True
+            ctx.device = dev
+            ctx.seq = next(_seq)
+            ctx.out_shape = out.shape
+            ctx.out_dtype = out.dtype
+            if cls.saves_output:
+                ctx._out = (out,)
+                ctx._out_versions = (_counter(res),)
+                ctx._saved_at = _clock[0]
+            if flags & ANOMALY:
+                ctx._stack = traceback.extract_stack()[:-1]
+        else:  # no graph; integer/bool outputs carry no gradient and keep no graph alive
+            res.grad_fn = None
+            res._requires_grad = False
+            record = False
+        if flags & ANOMALY:
+            _check_finite_forward(cls, (res,), ctx if record else None)
+        return res
+
+
+def _wrap_outputs(cls, ctx, outs, dev, record, anomaly):
+    """apply() for ops with several outputs (split, user Functions returning tuples)."""
+    datas = [_as_array(o, dev, cls) for o in outs]
+    if not record:
+        res = tuple(_make(d, dev, None, 0, False) for d in datas)
+    else:
+        res = tuple(_make(d, dev, ctx, i, True) if d.dtype.kind == "f" else _make(d, dev, None, 0, False)
+                    for i, d in enumerate(datas))
+        ctx.device = dev
         ctx.seq = next(_seq)
-        ctx.n_out = len(outs)
-        ctx._released = False
-        ctx._retained = None
-        ctx._stack = traceback.extract_stack()[:-2] if st.anomaly else None
-        res = []
-        for i, o in enumerate(outs):
-            data = _as_array(o, dev, cls)
-            if data.dtype.kind == "f":
-                res.append(_make(data, dev, ctx, i, True))
-            else:  # integer/bool outputs carry no gradient and must not keep the graph alive
-                res.append(_make(data, dev, None, 0, False))
-        ctx._out_meta = (dev,) if single else (dev,) + tuple((r.data.shape, r.data.dtype) for r in res)
+        ctx.n_out = len(res)
+        ctx.out_shape = datas[0].shape if datas else ()
+        ctx.out_dtype = datas[0].dtype if datas else None
+        ctx._out_meta = tuple((d.shape, d.dtype) for d in datas)
         if cls.saves_output:
-            ctx._out = tuple(r.data for r in res)
-            ctx._out_versions = tuple((r._version, r._version[0]) for r in res)
-        else:
-            ctx._out = None
-        if st.anomaly:
-            _check_finite_forward(cls, res, ctx)
-        return res[0] if single else tuple(res)
+            ctx._out = tuple(datas)
+            ctx._out_versions = tuple(_counter(r) for r in res)
+            ctx._saved_at = _clock[0]
+        if anomaly:
+            ctx._stack = traceback.extract_stack()[:-2]
+    if anomaly:
+        _check_finite_forward(cls, res, ctx if record else None)
+    return res
 
 
 _NO_EDGES: tuple = ()
@@ -263,7 +314,7 @@ _NO_EDGES: tuple = ()
 
 def _as_array(o, dev, cls):
     backend = dev.backend
-    if type(o) is backend.array_type:
+    if isinstance(o, backend.array_type):
         return o
     if isinstance(o, Tensor):
         if o.device is not dev:

@@ -1,16 +1,42 @@
-"""Grad mode and anomaly mode: thread-local switches read by every op."""
+"""Grad mode and anomaly mode: per-thread (and per-asyncio-task) switches read by every op.
+
+Both live in one ``ContextVar`` holding a bit mask: a ContextVar read is about three times
+cheaper than a ``threading.local`` attribute, and every op reads it.
+"""
 from __future__ import annotations
 
+import contextvars
 import functools
-import threading
 
 __all__ = ["no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "detect_anomaly", "is_anomaly_enabled"]
 
+GRAD = 1
+ANOMALY = 2
+mode = contextvars.ContextVar("xpgrad_mode", default=GRAD)
 
-class _State(threading.local):
-    # Class attributes are the per-thread defaults.
-    grad_enabled = True
-    anomaly = False
+
+class _State:
+    """Attribute view of ``mode`` for code that reads or sets one switch at a time."""
+
+    __slots__ = ()
+
+    @property
+    def grad_enabled(self) -> bool:
+        return bool(mode.get() & GRAD)
+
+    @grad_enabled.setter
+    def grad_enabled(self, flag: bool) -> None:
+        m = mode.get()
+        mode.set(m | GRAD if flag else m & ~GRAD)
+
+    @property
+    def anomaly(self) -> bool:
+        return bool(mode.get() & ANOMALY)
+
+    @anomaly.setter
+    def anomaly(self, flag: bool) -> None:
+        m = mode.get()
+        mode.set(m | ANOMALY if flag else m & ~ANOMALY)
 
 
 state = _State()

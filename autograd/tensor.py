@@ -19,6 +19,11 @@ __all__ = ["Tensor"]
 
 _new = object.__new__
 
+# Version counters are [number of in-place changes, name of the last in-place op, value of
+# this clock at the last change]. A saved tensor is stale iff its clock entry is newer than the
+# clock when it was saved: saving costs one read instead of one read per tensor.
+_clock = [0]
+
 
 def _make(data, device, grad_fn, idx, requires_grad):
     """Build a Tensor without argument checking (the engine's hot path)."""
@@ -26,11 +31,24 @@ def _make(data, device, grad_fn, idx, requires_grad):
     t.data = data
     t.device = device
     t.grad_fn = grad_fn
-    t._out_idx = idx
     t._requires_grad = requires_grad
-    t._version = [0, None]
-    t._grad = None
+    if idx:
+        t._out_idx = idx
     return t
+
+
+# The version counter of a tensor never changed in place: shared, immutable, so creating a
+# tensor allocates no counter. The first in-place change (or sharing with a view) gives the
+# tensor a list of its own (see _clock).
+_UNCHANGED = (0, None, 0)
+
+
+def _counter(t) -> list:
+    """``t``'s own (mutable, shareable) version counter, created on first need."""
+    v = t._version
+    if type(v) is tuple:
+        v = t._version = [0, None, 0]
+    return v
 
 
 class Tensor:
@@ -40,7 +58,12 @@ class Tensor:
     hashable by identity and weak-referenceable; ``==`` compares elementwise, as in NumPy.
     """
 
-    __slots__ = ("data", "device", "grad_fn", "_out_idx", "_requires_grad", "_version", "_grad", "__weakref__")
+    # The attributes every op writes are slots; the rest are class-level defaults that an
+    # instance overrides only when needed (creating a tensor is the engine's hottest path).
+    __slots__ = ("data", "device", "grad_fn", "_requires_grad", "__dict__", "__weakref__")
+    _out_idx = 0
+    _grad = None
+    _version = _UNCHANGED
     # Make NumPy defer to our reflected operators: `ndarray * Tensor` -> Tensor.__rmul__.
     __array_ufunc__ = None
     __array_priority__ = 1000
@@ -57,10 +80,7 @@ class Tensor:
         self.data = _to_array(data, dtype, dev, copy=True)
         self.device = dev
         self.grad_fn = None
-        self._out_idx = 0
         self._requires_grad = False
-        self._version = [0, None]
-        self._grad = None
         if requires_grad:
             self.requires_grad_(True)
 
@@ -203,7 +223,7 @@ class Tensor:
     def detach(self) -> "Tensor":
         """A tensor sharing this data (and version counter), outside the graph."""
         t = _make(self.data, self.device, None, 0, False)
-        t._version = self._version
+        t._version = _counter(self)
         return t
 
     def backward(self, grad=None, retain_graph: bool | None = None, create_graph: bool = False) -> None:
@@ -258,9 +278,11 @@ class Tensor:
             )
 
     def _bump(self, op: str) -> None:
-        v = self._version
+        _clock[0] += 1
+        v = _counter(self)
         v[0] += 1
         v[1] = op
+        v[2] = _clock[0]
 
     def _operand(self, other, op: str):
         if isinstance(other, Tensor):

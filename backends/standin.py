@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import threading
 from typing import Any
 from collections.abc import Iterator
@@ -615,7 +616,12 @@ class StandinBackend(Backend):
     def scatter_add(self, target, index, values) -> None:
         xp.add.at(target, index, values)
 
-    # erf: the base class's host implementation, through to_numpy/asarray (explicit copies).
+    def erf(self, x) -> StandinArray:
+        # Computed in place on the wrapped memory (the "device"), so a step using erf (GELU) does not
+        # show up as a host round trip; NumPy has no erf, the stdlib's is exact.
+        a = x._a
+        out = np.frompyfunc(math.erf, 1, 1)(a)
+        return StandinArray(np.asarray(out, dtype=a.dtype if a.dtype.kind == "f" else np.float64))
 
     # -- random numbers: one generator per device index, seeded by ag.manual_seed ----------------------
     def _generator(self, device) -> np.random.Generator:

@@ -41,7 +41,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--compare", type=_compare, default=KNOWN_CONTENDERS, metavar="LIST",
                         help="contenders besides xpgrad, comma-separated (default: numpy,torch; 'none' for xpgrad alone)")
     parser.add_argument("--repeat", type=int, default=None, metavar="N",
-                        help="samples per contender (default: 20; memory 2, digits 3)")
+                        help="samples per contender (default: 20; memory 1, digits 3)")
     parser.add_argument("--size", choices=("tiny", "full"), default="full", help="problem sizes (tiny: smoke test)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", metavar="PATH", help="write every raw sample and the machine info here")

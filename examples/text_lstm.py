@@ -6,7 +6,7 @@ keyword flips it, and "but" starts a second clause whose keyword wins. Labels: 0
 words cannot solve it; the LSTM reads the sentence and a Linear layer classifies its last
 hidden state.
 
-    python -m examples.text_lstm [--epochs 12]
+    python -m examples.text_lstm [--epochs 6]
 """
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ class TextClassifier(nn.Module):
         return self.head(h_n[-1])
 
 
-def run(epochs: int = 12, n: int = 3000, seed: int = 0, device: str = "cpu", verbose: int = 0):
+def run(epochs: int = 6, n: int = 2000, seed: int = 0, device: str = "cpu", verbose: int = 0):
     x, y = make_corpus(n, seed=seed)
     cut = int(0.8 * n)
     ag.manual_seed(seed)
@@ -88,7 +88,7 @@ def run(epochs: int = 12, n: int = 3000, seed: int = 0, device: str = "cpu", ver
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="Embedding + LSTM sentiment classifier")
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     history, test = run(args.epochs, device=args.device, verbose=2)

@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterator, NamedTuple
 import numpy as np
 
 import autograd as ag
+from autograd.tensor import _counter
 from autograd import Tensor
 from backends.device import Device, as_device
 
@@ -34,10 +35,8 @@ class Parameter(Tensor):
         self.data = data.data
         self.device = data.device
         self.grad_fn = None
-        self._out_idx = 0
         self._requires_grad = False
-        self._version = data._version
-        self._grad = None
+        self._version = _counter(data)
         self.requires_grad_(requires_grad)
 
     def __repr__(self) -> str:

@@ -64,7 +64,7 @@ def normalize_axis(axis, ndim: int, op: str):
     out = []
     for a in axes:
         a = int(a)
-        if not -ndim <= a < max(ndim, 1) or (ndim == 0 and a not in (0, -1)):
+        if not -max(ndim, 1) <= a < max(ndim, 1):  # a 0-d tensor takes axis 0 or -1, as NumPy's sum
             raise ValueError(f"{op}: axis {a} is out of bounds for a tensor of dimension {ndim}")
         out.append(a % ndim if ndim else 0)
     if len(set(out)) != len(out):

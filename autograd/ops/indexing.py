@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..function import Function
-from ..tensor import Tensor
+from ..tensor import Tensor, _counter
 from ._util import as_tensor, normalize_axis
 
 __all__ = ["getitem", "take_along_axis", "normalize_index"]
@@ -120,7 +120,7 @@ def getitem(x, index):
     index = normalize_index(index, x.device)
     out = GetItem.apply(x, index)
     if _is_basic(index):
-        out._version = x._version  # a basic index returns a view
+        out._version = _counter(x)  # a basic index returns a view
     return out
 
 

@@ -207,9 +207,15 @@ class ArgMin(_ArgExtreme):
 
 # -- public functions -----------------------------------------------------------------------------------
 
+def _axes(x, axis, name):
+    axes = normalize_axis(axis, x.data.ndim, name)
+    # A 0-d tensor accepts axis 0 or -1 (as NumPy's sum/max and PyTorch): it reduces over no axis.
+    return () if axes is not None and x.data.ndim == 0 else axes
+
+
 def _reduce(fn, x, axis, keepdims, name):
     x = as_tensor(x)
-    return fn.apply(x, normalize_axis(axis, x.data.ndim, name), bool(keepdims))
+    return fn.apply(x, _axes(x, axis, name), bool(keepdims))
 
 
 def sum(x, axis=None, keepdims=False):
@@ -223,7 +229,7 @@ def mean(x, axis=None, keepdims=False):
 def var(x, axis=None, ddof=0, keepdims=False):
     """Variance with NumPy's ``ddof`` (0: population variance, the default)."""
     x = as_tensor(x)
-    return Var.apply(x, normalize_axis(axis, x.data.ndim, "var"), ddof, bool(keepdims))
+    return Var.apply(x, _axes(x, axis, "var"), ddof, bool(keepdims))
 
 
 def max(x, axis=None, keepdims=False):
@@ -245,13 +251,20 @@ def logsumexp(x, axis=None, keepdims=False):
     return _reduce(LogSumExp, x, axis, keepdims, "logsumexp")
 
 
+def _arg_axis(x, axis, name):
+    if axis is None:
+        return None
+    if not isinstance(axis, (int, np.integer)):  # silently using axis[0] would be wrong
+        raise TypeError(f"{name}: axis must be an int or None, got {axis!r}")
+    axes = _axes(x, axis, name)
+    return axes[0] if axes else None
+
+
 def argmax(x, axis=None, keepdims=False):
     x = as_tensor(x)
-    ax = None if axis is None else normalize_axis(axis, x.data.ndim, "argmax")[0]
-    return ArgMax.apply(x, ax, bool(keepdims))
+    return ArgMax.apply(x, _arg_axis(x, axis, "argmax"), bool(keepdims))
 
 
 def argmin(x, axis=None, keepdims=False):
     x = as_tensor(x)
-    ax = None if axis is None else normalize_axis(axis, x.data.ndim, "argmin")[0]
-    return ArgMin.apply(x, ax, bool(keepdims))
+    return ArgMin.apply(x, _arg_axis(x, axis, "argmin"), bool(keepdims))

@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from ..function import Function
-from ..tensor import Tensor
+from ..tensor import Tensor, _counter
 from ._util import as_tensor, normalize_axis
 
 __all__ = [
@@ -20,7 +20,7 @@ __all__ = [
 
 
 def _share_version(out: Tensor, src: Tensor) -> Tensor:
-    out._version = src._version
+    out._version = _counter(src)
     return out
 
 
@@ -195,7 +195,7 @@ def squeeze(x, axis=None):
     if axis is None:
         axes = tuple(i for i, n in enumerate(shape) if n == 1)
     else:
-        axes = normalize_axis(axis, len(shape), "squeeze")
+        axes = normalize_axis(axis, len(shape), "squeeze") if shape else ()  # 0-d: axis 0/-1 is a no-op
         for a in axes:
             if shape[a] != 1:
                 raise ValueError(f"squeeze: axis {a} has size {shape[a]}, not 1 (shape {tuple(shape)})")
@@ -273,7 +273,8 @@ def repeat(x, repeats, axis=None):
     from .indexing import getitem
 
     x = as_tensor(x)
-    if axis is None:
+    if axis is None or x.data.ndim == 0:  # a 0-d tensor repeats along axis 0/-1 as if flattened (NumPy)
+        normalize_axis(axis, x.data.ndim, "repeat")
         x = reshape(x, (-1,))
         axis = 0
     ax = normalize_axis(axis, x.data.ndim, "repeat")[0]

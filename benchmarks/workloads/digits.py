@@ -287,11 +287,14 @@ class ExampleXpgradDigits(Impl):
     def __init__(self, train, cfg: Config) -> None:
         self.train, self.cfg = train, cfg
         self.last: dict | None = None
+        self.reached_epoch: int | None = None
 
     def run(self) -> float | None:
         size = SIZES[self.cfg.size]
         self.last = self.train(epochs=size["epochs"], batch_size=BATCH, lr=LR, seed=self.cfg.seed,
                                device=self.cfg.device, verbose=0, target_accuracy=size["target"])
+        # the epoch is recorded when the example reports it (an optional key of its result)
+        self.reached_epoch = self.last.get("epochs_to_target")
         return self.last.get("seconds_to_target")
 
 

@@ -508,7 +508,8 @@ def advanced_indices(draw, shape):
     if draw(st.booleans()):  # integer arrays on 1 or 2 axes, one common (broadcast) index shape
         k = draw(st.integers(1, min(2, nd)))
         axes = set(draw(st.lists(st.integers(0, nd - 1), min_size=k, max_size=k, unique=True)))
-        index_shape = draw(shapes(min_dims=0, max_dims=2, max_side=3))
+        # Mostly several entries drawn from a few positions, so repeated indices are common.
+        index_shape = draw(st.just(()) | shapes(min_dims=1, max_dims=2, min_side=2, max_side=3))
         for d, n in enumerate(shape):
             if d in axes:
                 items.append(draw(hnp.arrays(np.int64, index_shape, elements=st.integers(-n, n - 1))))
@@ -549,8 +550,6 @@ def _t_getitem(x, index):
     items = index if isinstance(index, tuple) else (index,)
     if any(isinstance(i, slice) and i.step is not None and i.step < 0 for i in items):
         return None  # torch has no negative slice steps
-    if any(isinstance(i, np.ndarray) and i.dtype == np.bool_ and i.ndim == 0 for i in items):
-        return None
     return x[tuple(torch.from_numpy(i) if isinstance(i, np.ndarray) else i for i in items)]
 
 

@@ -411,7 +411,7 @@ def test_backward_frees_saved_buffers_as_it_goes():
     y = (h * h).sum()
     node = y.grad_fn
     y.backward()
-    assert node._released
+    assert node.next_edges is None  # released
     assert h.grad_fn._saved is None and h.grad_fn._out is None
 
 

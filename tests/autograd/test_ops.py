@@ -90,7 +90,7 @@ def test_gradcheck(spec, data):
 
 
 @over(SECOND_ORDER_OPS)
-@settings(max_examples=15)
+@settings(max_examples=max(1, settings.default.max_examples * 3 // 5))  # the priciest check: 15 in ci
 @given(data=st.data())
 def test_gradgradcheck(spec, data):
     case = data.draw(spec.cases, label="case")
@@ -113,7 +113,7 @@ def test_matches_torch(spec, data):
     for o, w in zip(outs, want):
         assert o.shape == tuple(w.shape)
         np.testing.assert_allclose(o.numpy(), w.detach().numpy(), rtol=1e-10, atol=1e-12)
-    us = upstream(outs, seed=len(spec.name))
+    us = upstream(outs, seed=0)
     got = ag.grad(outs, xs, us)
     expected = torch.autograd.grad(
         want, ts, [torch.from_numpy(u.numpy()).to(w.dtype) for u, w in zip(us, want)], allow_unused=True
@@ -177,9 +177,8 @@ def test_inputs_untouched_and_gradients_not_aliased(spec, data):
 # -- dtype promotion with Python scalars and mixed dtypes ---------------------------------------------------
 
 @over(SCALAR_OPS)
-@given(data=st.data())
-def test_weak_python_scalars_keep_float32(spec, data):
-    shape = data.draw(st.sampled_from([(), (1,), (2, 3)]), label="shape")
+@pytest.mark.parametrize("shape", [(), (1,), (2, 3)])
+def test_weak_python_scalars_keep_float32(spec, shape):
     a = np.linspace(0.5, 2.0, num=int(np.prod(shape))).reshape(shape).astype(np.float32)
     for scalar in (1.5, 2):
         x = ag.tensor(a, requires_grad=True)
@@ -206,35 +205,57 @@ def test_mixed_float32_float64_promotes_like_numpy(spec):
         assert x.grad.shape == lhs.shape and y.grad.shape == rhs.shape
 
 
+@pytest.mark.parametrize("name", ["concatenate", "stack", "where", "matmul"])
+def test_mixed_dtypes_in_multi_input_ops(name):
+    a32 = np.array([[0.5, 1.5], [2.0, -1.0]], dtype=np.float32)
+    b64 = np.array([[1.25, 0.75], [-0.5, 3.0]])
+    cond = np.array([True, False])
+    fns = {
+        "concatenate": (lambda x, y: ag.concatenate([x, y], axis=-1), lambda x, y: np.concatenate([x, y], axis=-1)),
+        "stack": (lambda x, y: ag.stack([x, y]), lambda x, y: np.stack([x, y])),
+        "where": (lambda x, y: ag.where(ag.tensor(cond), x, y), lambda x, y: np.where(cond, x, y)),
+        "matmul": (ag.matmul, np.matmul),
+    }
+    fn, ref = fns[name]
+    x, y = ag.tensor(a32, requires_grad=True), ag.tensor(b64, requires_grad=True)
+    out, want = fn(x, y), ref(a32, b64)
+    assert out.dtype == want.dtype == np.float64
+    np.testing.assert_allclose(out.numpy(), want, rtol=1e-7)
+    out.backward(ag.ones_like(out))
+    assert x.grad.dtype == np.float32 and y.grad.dtype == np.float64
+
+
 # -- operators and methods are the functions -----------------------------------------------------------
 
-def test_operators_and_methods_match_functions():
+OPERATOR_FORMS = [
+    ("x + y", lambda x, y: x + y, np.add), ("x - y", lambda x, y: x - y, np.subtract),
+    ("x * y", lambda x, y: x * y, np.multiply), ("x / y", lambda x, y: x / y, np.divide),
+    ("x ** y", lambda x, y: x ** y, np.power), ("x @ m", lambda x, m: x @ m, np.matmul),
+    ("2.5 - x", lambda x, y: 2.5 - x, lambda x, y: 2.5 - x), ("2 / x", lambda x, y: 2 / x, lambda x, y: 2 / x),
+    ("1.5 + x * 3", lambda x, y: 1.5 + x * 3, lambda x, y: 1.5 + x * 3),
+    ("-x", lambda x, y: -x, lambda x, y: -x), ("abs(x - 1)", lambda x, y: abs(x - 1), lambda x, y: abs(x - 1)),
+    ("x.sum(-1, keepdims)", lambda x, y: x.sum(axis=-1, keepdims=True), lambda x, y: x.sum(axis=-1, keepdims=True)),
+    ("x.var(0, ddof=1)", lambda x, y: x.var(axis=0, ddof=1), lambda x, y: x.var(axis=0, ddof=1)),
+    ("x.reshape(3, 2)", lambda x, y: x.reshape(3, 2), lambda x, y: x.reshape(3, 2)),
+    ("x.reshape((3, 2))", lambda x, y: x.reshape((3, 2)), lambda x, y: x.reshape((3, 2))),
+    ("x.transpose(1, 0)", lambda x, y: x.transpose(1, 0), lambda x, y: x.transpose(1, 0)),
+    ("x.T", lambda x, y: x.T, lambda x, y: x.T), ("x.flatten()", lambda x, y: x.flatten(), lambda x, y: x.flatten()),
+    ("x.repeat(2, axis=1)", lambda x, y: x.repeat(2, axis=1), lambda x, y: x.repeat(2, axis=1)),
+    ("x.logsumexp(0)", lambda x, y: x.logsumexp(axis=0), lambda x, y: np.log(np.exp(x).sum(axis=0))),
+]
+
+
+@pytest.mark.parametrize("expr,fn,ref", OPERATOR_FORMS, ids=[f[0] for f in OPERATOR_FORMS])
+def test_operators_and_methods(expr, fn, ref):
     rng = np.random.default_rng(0)
     a = rng.uniform(0.5, 2.0, (2, 3))
-    b = rng.uniform(0.5, 2.0, (3,))
-    m = rng.uniform(-1, 1, (3, 2))
-    pairs = [
-        (lambda x, y: x + y, ag.add), (lambda x, y: x - y, ag.sub), (lambda x, y: x * y, ag.mul),
-        (lambda x, y: x / y, ag.div), (lambda x, y: x ** y, ag.pow), (lambda x, y: 2.5 - x + 0 * y, None),
-    ]
-    for op, fn in pairs:
-        x, y = ag.tensor(a, requires_grad=True), ag.tensor(b, requires_grad=True)
-        got = op(x, y)
-        want = fn(ag.tensor(a), ag.tensor(b)) if fn is not None else 2.5 - a
-        np.testing.assert_allclose(got.numpy(), want.numpy() if fn is not None else want, rtol=1e-12)
-    x = ag.tensor(a, requires_grad=True)
-    np.testing.assert_allclose((x @ ag.tensor(m)).numpy(), a @ m, rtol=1e-12)
-    np.testing.assert_allclose((-x).numpy(), -a)
-    np.testing.assert_allclose(abs(x - 1).numpy(), np.abs(a - 1))
-    np.testing.assert_allclose((2.0 / x).numpy(), 2.0 / a)
-    np.testing.assert_allclose((2.0 ** x).numpy(), 2.0 ** a)
-    assert x.reshape(3, 2).shape == x.reshape((3, 2)).shape == (3, 2)
-    assert x.transpose(1, 0).shape == x.transpose().shape == x.T.shape == (3, 2)
-    np.testing.assert_allclose(x.sum(axis=-1, keepdims=True).numpy(), a.sum(axis=-1, keepdims=True))
-    np.testing.assert_allclose(x.var(axis=0, ddof=1).numpy(), a.var(axis=0, ddof=1), rtol=1e-12)
-    np.testing.assert_allclose(x.repeat(2, axis=1).numpy(), np.repeat(a, 2, axis=1))
-    np.testing.assert_allclose(x.flatten().numpy(), a.reshape(-1))
-    np.testing.assert_allclose(x.logsumexp(axis=0).numpy(), np.log(np.exp(a).sum(axis=0)), rtol=1e-12)
+    b = rng.uniform(0.5, 2.0, (3, 2) if "@" in expr else (3,))
+    assert gradcheck(fn, leaves((a, b)))  # an unused y must get a zero gradient
+    for dtype in (np.float64, np.float32):
+        x, y = leaves((a, b), dtype)
+        out, want = fn(x, y), np.asarray(ref(a.astype(dtype), b.astype(dtype)))
+        assert out.dtype == want.dtype and out.shape == want.shape
+        np.testing.assert_allclose(out.numpy(), want, rtol=1e-6 if dtype == np.float32 else 1e-12)
 
 
 # -- non-differentiable outputs ----------------------------------------------------------------------------
@@ -288,6 +309,35 @@ def test_non_differentiable_outputs_can_steer_a_differentiable_graph():
     picked = x[ag.argmax(x)]
     picked.backward()
     np.testing.assert_array_equal(x.grad.numpy(), [-1.0, 1.0, 5.0])
+
+
+# -- 0-d tensors and axis 0 / -1 ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["sum", "mean", "var", "max", "min", "prod", "logsumexp"])
+@pytest.mark.parametrize("axis", [0, -1, (0,), (-1,)])
+def test_0d_reductions_take_axis_0_and_minus_1(name, axis):
+    # As NumPy's sum/max/prod and every PyTorch reduction: a 0-d tensor reduces over no axis.
+    for keepdims in (False, True):
+        x = ag.tensor(np.array(1.5), requires_grad=True)
+        out = getattr(ag, name)(x, axis=axis, keepdims=keepdims)
+        want = getattr(ag, name)(ag.tensor(np.array(1.5)))
+        assert out.shape == () and out.item() == want.item()
+        out.backward()
+        assert x.grad.shape == () and x.grad.item() == (0.0 if name == "var" else 1.0)
+    for bad in (1, -2, (0, 1)):
+        with pytest.raises(ValueError, match=name):
+            getattr(ag, name)(ag.tensor(np.array(1.5)), axis=bad)
+
+
+def test_0d_shape_ops_and_arg_reductions_take_axis_0_and_minus_1():
+    x = ag.tensor(np.array(1.5), requires_grad=True)
+    for axis in (0, -1):
+        assert ag.squeeze(x, axis).shape == ()
+        assert ag.argmax(x, axis=axis).item() == 0 and ag.argmin(x, axis=axis).item() == 0
+        out = ag.repeat(x, 3, axis=axis)
+        np.testing.assert_array_equal(out.numpy(), np.repeat(np.array(1.5), 3, axis=axis))
+    with pytest.raises(TypeError, match="argmax"):
+        ag.argmax(ag.tensor(np.ones((2, 2))), axis=(0, 1))  # NumPy refuses tuples too; never axis[0]
 
 
 # -- subgradients and ties ---------------------------------------------------------------------------------

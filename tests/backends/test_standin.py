@@ -276,3 +276,62 @@ def test_gradcheck_runs_on_the_stand_in(cuda):
     x = ag.tensor(np.array([[0.2, -0.4], [1.1, 0.3]]), device="cuda", requires_grad=True)
     assert ag.gradcheck(lambda a: (ag.tanh(a) * a[[0, 0, 1]].sum()).prod(axis=1), (x,))
     assert ag.gradgradcheck(lambda a: ag.logsumexp(a * a, axis=0), (x,))
+
+
+# -- the hot path ---------------------------------------------------------------------------------------------
+
+def test_training_steps_never_wait_for_the_host(cuda, monkeypatch):
+    """Forward, backward, clipping and every optimizer's step run without a device->host read
+    (no .item()/float()/numpy()/bool() of device data): on a GPU each would stall the stream."""
+    import nn
+    import optim
+
+    reads = []
+    real_to_numpy, real_bool = StandinBackend.to_numpy, StandinArray.__bool__
+
+    def to_numpy(self, array):
+        reads.append("to_numpy")
+        return real_to_numpy(self, array)
+
+    def as_bool(self):
+        reads.append("bool")
+        return real_bool(self)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(20, 8)
+            self.lstm = nn.LSTM(8, 8, batch_first=True)
+            self.norm = nn.LayerNorm(8)
+            self.bn = nn.BatchNorm1d(8)
+            self.drop = nn.Dropout(0.1)
+            self.head = nn.Sequential(nn.Linear(8, 16), nn.GELU(), nn.Linear(16, 3))
+
+        def forward(self, idx):
+            h, _ = self.lstm(self.emb(idx))
+            return self.head(self.drop(self.bn(self.norm(h[:, -1]))))
+
+    ag.manual_seed(0)
+    model = Net().to("cuda")
+    x = ag.tensor(np.random.default_rng(0).integers(0, 20, (4, 5)), device="cuda")
+    y = ag.tensor(np.array([0, 1, 2, 1]), device="cuda")
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
+    optimizers = [
+        optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4),
+        optim.Adam(model.parameters(), lr=1e-3, amsgrad=True, weight_decay=1e-4),
+        optim.AdamW(model.parameters(), lr=1e-3),
+        optim.RMSprop(model.parameters(), lr=1e-3, momentum=0.9, centered=True),
+        optim.Adagrad(model.parameters(), lr=1e-2),
+    ]
+    monkeypatch.setattr(StandinBackend, "to_numpy", to_numpy)
+    monkeypatch.setattr(StandinArray, "__bool__", as_bool)
+    for opt in optimizers:
+        for _ in range(2):
+            opt.zero_grad()
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+        assert reads == [], f"{type(opt).__name__}: a training step read device data on the host: {reads}"
+    monkeypatch.undo()
+    assert np.isfinite(loss.item())

@@ -35,3 +35,9 @@ def test_digits_tiny_writes_outputs(tmp_path):
 def test_digits_reaches_96_percent():
     r = digits_mlp.train(epochs=40, verbose=0)
     assert r["test"]["accuracy"] >= 0.96
+
+
+@pytest.mark.slow
+def test_text_lstm_learns_negation_and_contrast():
+    _, test = text_lstm.run()
+    assert test["accuracy"] >= 0.95

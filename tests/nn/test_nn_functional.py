@@ -119,7 +119,7 @@ def test_softmax_is_a_single_op(fn):
     y = fn(ag.randn(2, 3, requires_grad=True))
     assert y.grad_fn.name in ("Softmax", "LogSoftmax")
     # its only input edge is x itself: nothing composed underneath
-    assert len(y.grad_fn.next_edges) == 2 and y.grad_fn.next_edges[0][0].grad_fn is None
+    assert len(y.grad_fn.next_edges) == 2 and y.grad_fn.next_edges[0].grad_fn is None
 
 
 @pytest.mark.parametrize("fn", [F.softmax, F.log_softmax])
@@ -274,7 +274,7 @@ def test_cross_entropy_spatial_and_unbatched_inputs_match_torch(reduction):
 def test_cross_entropy_is_one_fused_op():
     loss = F.cross_entropy(ag.randn(4, 3, requires_grad=True), ag.tensor([0, 1, 2, 1]))
     assert loss.grad_fn.name == "CrossEntropy"
-    assert loss.grad_fn.next_edges[0][0].grad_fn is None  # straight to the logits leaf
+    assert loss.grad_fn.next_edges[0].grad_fn is None  # straight to the logits leaf
 
 
 def test_cross_entropy_stable_at_1e4_and_with_masked_logits():
