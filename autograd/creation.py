@@ -141,7 +141,9 @@ def from_numpy(a: np.ndarray) -> Tensor:
 
 
 def manual_seed(seed: int) -> None:
-    """Seed the generators of every backend in use (rand, randn, dropout, init)."""
-    seed = int(seed)
-    for name in backends.available():
-        backends.get(name).seed(seed)
+    """Seed the generators of every backend (rand, randn, dropout, init).
+
+    Backends not built yet (CuPy before the first "cuda" tensor) take the seed when they are, so
+    seeding never imports CuPy or probes a GPU driver.
+    """
+    backends.seed_all(int(seed))

@@ -159,13 +159,23 @@ def _array(g, device):
 
 def _traverse(pending, heap, create_graph, retain_graph, capture, grad_inputs):
     """Pop nodes newest-first, run their backward and route the gradients to their inputs."""
-    heappop, heappush = heapq.heappop, heapq.heappush
+    heappop, heappush, heappushpop = heapq.heappop, heapq.heappush, heapq.heappushpop
     anomaly = state.anomaly
     raw_ok = not create_graph
     if grad_inputs is not None:
         leaf_inputs, node_inputs, run, reach = grad_inputs
-    while heap:
-        node = heappop(heap)[1]
+    device = array_type = None
+    # A node that just became pending is kept out of the heap in ``ready``: if nothing else is
+    # pending it runs next directly, which turns chains (most of a model) into heap-free loops.
+    ready = None
+    while True:
+        if ready is not None:
+            node = heappushpop(heap, (-ready.seq, ready))[1] if heap else ready
+            ready = None
+        elif heap:
+            node = heappop(heap)[1]
+        else:
+            break
         gout = pending.pop(node)
         if capture is not None:
             for idx, k in node_inputs.get(node, ()):
@@ -195,7 +205,9 @@ def _traverse(pending, heap, create_graph, retain_graph, capture, grad_inputs):
             raise RuntimeError(
                 f"{fn.__name__}.backward returned {n_in} gradients, but forward took {len(edges)} inputs"
             )
-        array_type = None
+        if node.device is not device:
+            device = node.device
+            array_type = device.backend.array_type
         for i in range(n_in):
             edge = edges[i]
             gi = grads_in[i]
@@ -210,11 +222,8 @@ def _traverse(pending, heap, create_graph, retain_graph, capture, grad_inputs):
             else:
                 target, idx = edge, 0
                 shape, dtype = edge.data.shape, edge.data.dtype
-            if raw_ok:
-                if array_type is None:
-                    array_type = node.device.backend.array_type
-                if type(gi) is not array_type:  # NumPy turns 0-d results into scalars
-                    gi = node.xp.asarray(gi)
+            if raw_ok and type(gi) is not array_type:  # NumPy turns 0-d results into scalars
+                gi = node.xp.asarray(gi)
             gshape = gi.shape
             if gshape != shape:
                 gi = _unbroadcast(node, gi, shape)
@@ -226,7 +235,9 @@ def _traverse(pending, heap, create_graph, retain_graph, capture, grad_inputs):
                 if capture is None or target in reach:
                     prev = pending.get(target)  # _add_pending(), inlined for single-output nodes
                     if prev is None:
-                        heappush(heap, (-target.seq, target))
+                        if ready is not None:
+                            heappush(heap, (-ready.seq, ready))
+                        ready = target
                         pending[target] = gi
                     else:
                         pending[target] = prev + gi

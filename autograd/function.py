@@ -80,9 +80,15 @@ class Context:
         return saved
 
     @property
-    def saved(self) -> tuple:
+    def saved(self):
         """Saved values as the backward should use them: arrays on the raw path, else Tensors."""
-        saved, at = self._saved_values()
+        try:
+            saved = self._saved
+        except AttributeError:  # save_for_backward was never called
+            return ()
+        if saved is None:
+            raise _freed_error(self)
+        at = self._saved_at
         raw = self._raw
         out = []
         for t in saved:
@@ -227,19 +233,13 @@ class Function(metaclass=_FunctionMeta):
         ctx.xp = backend.xp
         record = wants_grad and flags & GRAD and cls.differentiable
         if record:
-            edges = []
-            for a in args:
-                if isinstance(a, Tensor) and a._requires_grad:
-                    node = a.grad_fn
-                    if node is None:
-                        edges.append(a)
-                    elif node.n_out == 1:
-                        edges.append(node)
-                    else:
-                        edges.append((node, a._out_idx))
-                else:
-                    edges.append(None)
-            ctx.next_edges = edges
+            # One edge per argument (see Context); tuples built in one go for the common arities.
+            if len(args) == 1:
+                ctx.next_edges = (_edge(args[0]),)
+            elif len(args) == 2:
+                ctx.next_edges = (_edge(args[0]), _edge(args[1]))
+            else:
+                ctx.next_edges = tuple([_edge(a) for a in args])
         if cls.raw_backward:
             out = cls.forward(ctx, *args)
         else:
@@ -282,6 +282,16 @@ class Function(metaclass=_FunctionMeta):
         if flags & ANOMALY:
             _check_finite_forward(cls, (res,), ctx if record else None)
         return res
+
+
+def _edge(a):
+    """The graph edge to argument ``a`` (see Context): None, a leaf Tensor, a node or (node, i)."""
+    if isinstance(a, Tensor) and a._requires_grad:
+        node = a.grad_fn
+        if node is None:
+            return a
+        return node if node.n_out == 1 else (node, a._out_idx)
+    return None
 
 
 def _wrap_outputs(cls, ctx, outs, dev, record, anomaly):

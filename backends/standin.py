@@ -661,7 +661,6 @@ class StandinBackend(Backend):
 
 _BACKEND = StandinBackend()
 _install_lock = threading.Lock()
-_previous: list = []  # what served the device type before install(), to restore on uninstall()
 
 
 def is_installed(device_type: str = "cuda") -> bool:
@@ -676,7 +675,6 @@ def install(device_type: str = "cuda") -> StandinBackend:
 
     with _install_lock:
         if not is_installed(device_type):
-            _previous.append((device_type, registry._by_device_type.get(device_type)))
             registry.register(StandinBackend.name, _BACKEND, device_type=device_type)
     return _BACKEND
 
@@ -686,17 +684,10 @@ def uninstall() -> None:
     from . import registry
 
     with _install_lock:
-        if not _previous:
-            return
-        device_type, before = _previous.pop()
-        # registry has no public unregister; undo exactly what register() did.
-        with registry._lock:
-            registry._by_name.pop(StandinBackend.name, None)
-            if before is None:
-                registry._by_device_type.pop(device_type, None)
-            else:
-                registry._by_device_type[device_type] = before
-            registry._forget_resolved(device_type)
+        try:
+            registry.unregister(StandinBackend.name)  # the registry remembers the previous owner
+        except KeyError:
+            pass  # not installed: nothing to undo
 
 
 @contextlib.contextmanager

@@ -10,6 +10,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -43,6 +44,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=None, metavar="N",
                         help="samples per contender (default: 20; memory 1, digits 3)")
     parser.add_argument("--size", choices=("tiny", "full"), default="full", help="problem sizes (tiny: smoke test)")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="limit NumPy's BLAS (and so torch) to N threads (needs threadpoolctl); default: as installed")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", metavar="PATH", help="write every raw sample and the machine info here")
     parser.add_argument("--plot", metavar="PATH", help="write a PNG bar chart of the ratios here (needs matplotlib)")
@@ -50,11 +53,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.repeat is not None and args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    if args.threads is not None and args.threads < 1:
+        parser.error("--threads must be at least 1")
     return args
+
+
+def _limit_threads(n: int):
+    """Cap every BLAS/OpenMP pool of this process at ``n`` threads; subprocesses inherit the cap."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        raise SystemExit("--threads needs threadpoolctl (pip install threadpoolctl)") from None
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(n)          # for the memory subprocesses
+    return threadpool_limits(limits=n)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    limits = _limit_threads(args.threads) if args.threads is not None else None
     if "torch" in args.compare and torch_or_none() is None:
         print("torch is not installed: comparing without it", file=sys.stderr)
     if "torch" in args.compare:
@@ -89,6 +106,8 @@ def main(argv=None) -> int:
             print(f"wrote {plot_ratios(args.plot, results, f'xpgrad ({args.size}, {args.device})')}")
         except ImportError:
             print("--plot needs matplotlib (pip install matplotlib)", file=sys.stderr)
+    if limits is not None:
+        limits.restore_original_limits()
     failed = any(r.errors for r in results)
     return 1 if failed else 0
 

@@ -595,6 +595,18 @@ class _CrossEntropy(Function):
         axis, C, eps, wb = ctx.axis, ctx.C, ctx.eps, ctx.wb
         if ctx.reduction == "mean":
             g = g / ctx.denom
+        if not graph and not ctx.soft and wb is None and axis == 1 and len(ctx.kshape) == 2 \
+                and ctx.next_edges[0] is not None:
+            from backends import cupy_kernels
+
+            if cupy_kernels.is_cupy_array(ctx.logp):
+                # One fused kernel for (softmax - smoothed one-hot) * g on CuPy arrays. The class of each row
+                # is its one-hot's argmax; rows that do not count get -1, which no class index can equal.
+                xp = ctx.xp
+                cls = xp.where(ctx.valid, xp.argmax(ctx.onehot, axis=1), -1)
+                gx = cupy_kernels.softmax_cross_entropy_backward(
+                    xp.exp(ctx.logp), cls, g, label_smoothing=eps, ignore_index=-1)
+                return gx, None
         gk = g.reshape(ctx.kshape) if ctx.reduction == "none" else g
         if ctx.soft:
             tgt = target

@@ -4,6 +4,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from backends import cupy_kernels
+
 from .optimizer import Optimizer, ParamsT, _at_least_zero, _real
 
 __all__ = ["SGD", "sgd_update"]
@@ -78,6 +80,8 @@ class SGD(Optimizer):
         weight_decay = float(group["weight_decay"])
         nesterov = bool(group["nesterov"])
         kernel = self._kernel
+        # The fused GPU kernel needs a momentum buffer, and stands in only for the stock update.
+        fusable = momentum != 0 and kernel is sgd_update
         for p in group["params"]:
             g = p.grad
             if g is None:
@@ -90,6 +94,13 @@ class SGD(Optimizer):
                 if buf is None:
                     buf = state["momentum_buffer"] = self._zeros_like(p)
                     first = True
+            if fusable and cupy_kernels.is_cupy_array(p.data) and g.data.dtype == p.data.dtype:
+                # One kernel launch instead of up to 8 array ops; the buffer stays the same state tensor.
+                cupy_kernels.sgd_momentum_update(
+                    p.data, g.data, buf.data, lr=lr, momentum=momentum, dampening=dampening,
+                    weight_decay=weight_decay, nesterov=nesterov, first_step=first,
+                )
+                continue
             kernel(p.data, g.data, None if buf is None else buf.data, self._scratch_for(p),
                    xp=p.device.backend.xp, lr=lr, momentum=momentum, dampening=dampening,
                    weight_decay=weight_decay, nesterov=nesterov, first_step=first)

@@ -166,16 +166,14 @@ def blas_threads() -> int:
         return os.cpu_count() or 1
 
 
-_threads_set = [False]
-
-
 def configure_torch_threads() -> None:
-    """Give torch as many intra-op threads as NumPy's BLAS has, once per process."""
+    """Give torch as many intra-op threads as NumPy's BLAS has (now: ``--threads`` may have capped it)."""
     torch = torch_or_none()
-    if torch is None or _threads_set[0]:
+    if torch is None:
         return
-    torch.set_num_threads(blas_threads())
-    _threads_set[0] = True
+    n = blas_threads()
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
 
 
 class BrokenImpl(Impl):
