@@ -55,13 +55,13 @@ def train(epochs: int = 40, batch_size: int = 64, lr: float = 1e-3, seed: int = 
     x_te, y_te = ag.tensor(x_test, device=device), ag.tensor(y_test, device=device)
 
     start = time.perf_counter()
-    reached_at = None
+    reached_at = reached_epoch = None
 
     def stop_watch(epoch, logs):
-        nonlocal reached_at
+        nonlocal reached_at, reached_epoch
         if target_accuracy is not None and reached_at is None:
             if nn.evaluate(model, loss_fn, x_te, y_te, metrics=["accuracy"])["accuracy"] >= target_accuracy:
-                reached_at = time.perf_counter() - start
+                reached_at, reached_epoch = time.perf_counter() - start, epoch
 
     history = nn.fit(model, loss_fn, optimizer, x_tr, y_tr, epochs=epochs, batch_size=batch_size,
                      validation_split=0.1, metrics=["accuracy"], seed=seed, verbose=verbose,
@@ -71,7 +71,7 @@ def train(epochs: int = 40, batch_size: int = 64, lr: float = 1e-3, seed: int = 
     logits = nn.predict(model, x_te[:1])
     result = {"history": history.history, "test": test, "seconds": seconds, "model": model,
               "first_prediction": int(logits.argmax(axis=-1).item()), "first_label": int(y_test[0]),
-              "seconds_to_target": reached_at}
+              "seconds_to_target": reached_at, "epochs_to_target": reached_epoch}
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)
         nn.save(model.state_dict(), os.path.join(out_dir, "weights.npz"))
