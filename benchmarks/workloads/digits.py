@@ -46,23 +46,9 @@ def example_train():
 
 def load_data(seed: int):
     """((x_train, y_train), (x_test, y_test)) as the example loads them."""
-    try:
-        from examples.digits_mlp import load_digits
-    except Exception:
-        load_digits = _load_digits_local
+    from examples.digits_mlp import load_digits
+
     return load_digits(seed=seed)
-
-
-def _load_digits_local(test_fraction: float = 0.2, seed: int = 0):
-    from sklearn.datasets import load_digits as sk_digits
-
-    data = sk_digits()
-    x = (data.data / 16.0).astype(np.float32)
-    y = data.target.astype(np.int64)
-    order = np.random.default_rng(seed).permutation(len(x))
-    x, y = x[order], y[order]
-    n_test = int(round(len(x) * test_fraction))
-    return (x[n_test:], y[n_test:]), (x[:n_test], y[:n_test])
 
 
 def initial_weights(n_in: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
