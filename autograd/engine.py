@@ -252,7 +252,10 @@ def _traverse(pending, heap, create_graph, retain_graph, capture, grad_inputs):
                     adopt = sum(o is gi for o in grads_in) == 1
                 _deliver_leaf(target, gi, capture, leaf_inputs if capture is not None else None, create_graph, adopt)
         if not retain_graph:
-            node._saved = None  # node.release(), inlined: this loop is the hot path
+            # Release the node: a second backward through it then raises, and dropping its edges
+            # lets the nodes upstream (and whatever their forwards kept, such as masks) die as
+            # soon as backward has passed them.
+            node._saved = None
             node._out = None
             node.next_edges = None
 

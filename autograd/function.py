@@ -156,16 +156,6 @@ class Context:
             self._retained = {}
         self._retained[idx] = weakref.ref(tensor)
 
-    def release(self) -> None:
-        """Drop everything backward needed; a second backward through this node then raises.
-
-        Dropping the edges too lets the nodes upstream die as soon as backward has passed them
-        (with whatever their forward kept as attributes, such as masks).
-        """
-        self._saved = None
-        self._out = None
-        self.next_edges = None
-
 
 def _freed_error(ctx) -> RuntimeError:
     return RuntimeError(
@@ -317,9 +307,6 @@ def _wrap_outputs(cls, ctx, outs, dev, record, anomaly):
     if anomaly:
         _check_finite_forward(cls, res, ctx if record else None)
     return res
-
-
-_NO_EDGES: tuple = ()
 
 
 def _as_array(o, dev, cls):
