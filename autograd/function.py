@@ -114,7 +114,10 @@ class Context:
     def output(self):
         """The op's (first) output, for ops with ``saves_output = True``: an array on the raw
         path, else a Tensor whose grad_fn is this node, so its use stays differentiable."""
-        out = getattr(self, "_out", None)
+        try:
+            out = self._out
+        except AttributeError:  # the op did not set saves_output
+            out = None
         if out is None:
             raise _freed_error(self)
         data = out[0]
