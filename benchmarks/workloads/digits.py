@@ -2,8 +2,8 @@
 
 xpgrad runs ``examples.digits_mlp.train`` (scikit-learn's 8x8 digits, MLP 64-128-10, Adam lr 1e-3,
 batch 64, 10% validation split, test accuracy checked after every epoch) and reports its
-``seconds_to_target``. If that function is missing or lacks ``target_accuracy``, a local loop
-with the same schedule written against nn/optim stands in (the result's info says which ran).
+``seconds_to_target``. ``LocalXpgradDigits`` replays the same schedule step by step against
+nn/optim; the tests use it to check that the references train to the same weights.
 
 The hand-written NumPy/CuPy reference and torch run the same schedule: the same split, the same
 per-epoch shuffles (``numpy.random.default_rng(seed).permutation``, as ``nn.fit`` draws them), the
@@ -15,7 +15,6 @@ the first epoch whose test accuracy reaches the target.
 """
 from __future__ import annotations
 
-import inspect
 import time
 
 import numpy as np
@@ -30,18 +29,6 @@ from .adam_step import NumpyAdam
 NAMES = ("digits",)
 SIZES = {"full": {"epochs": 40, "target": 0.96}, "tiny": {"epochs": 2, "target": 0.5}}
 BATCH, LR, HIDDEN, VAL_SPLIT, EVAL_BATCH = 64, 1e-3, 128, 0.1, 256
-
-
-def example_train():
-    """``examples.digits_mlp.train`` when it offers ``target_accuracy``, else None."""
-    try:
-        from examples import digits_mlp
-    except Exception:
-        return None
-    train = getattr(digits_mlp, "train", None)
-    if train is None or "target_accuracy" not in inspect.signature(train).parameters:
-        return None
-    return train
 
 
 def load_data(seed: int):
@@ -279,18 +266,17 @@ class ExampleXpgradDigits(Impl):
         size = SIZES[self.cfg.size]
         self.last = self.train(epochs=size["epochs"], batch_size=BATCH, lr=LR, seed=self.cfg.seed,
                                device=self.cfg.device, verbose=0, target_accuracy=size["target"])
-        # the epoch is recorded when the example reports it (an optional key of its result)
-        self.reached_epoch = self.last.get("epochs_to_target")
+        self.reached_epoch = self.last["epochs_to_target"]
         return self.last.get("seconds_to_target")
 
 
 def implementations(cfg: Config) -> dict:
     data = load_data(cfg.seed)
     weights = initial_weights(data[0][0].shape[1], cfg.seed)
-    train = example_train()
+    from examples.digits_mlp import train
+
     return construct({
-        "xpgrad": (lambda: ExampleXpgradDigits(train, cfg)) if train is not None
-        else (lambda: LocalXpgradDigits(data, weights, cfg)),
+        "xpgrad": lambda: ExampleXpgradDigits(train, cfg),
         "numpy": lambda: NumpyDigits(data, weights, cfg),
         "torch": lambda: TorchDigits(data, weights, cfg),
     }, cfg)
@@ -303,10 +289,8 @@ def build(cfg: Config) -> list[Bench]:
         return []
     impls = implementations(cfg)
     size = SIZES[cfg.size]
-    source = ("examples.digits_mlp.train" if isinstance(impls["xpgrad"], ExampleXpgradDigits)
-              else "local stand-in loop (examples.digits_mlp.train with target_accuracy not found)")
-    info = {"epochs_max": size["epochs"], "target_accuracy": size["target"], "xpgrad_source": source,
-            "reached_epoch": {}, "note": "" if source.startswith("examples") else f"xpgrad ran the {source}"}
+    info = {"epochs_max": size["epochs"], "target_accuracy": size["target"],
+            "xpgrad_source": "examples.digits_mlp.train", "reached_epoch": {}, "note": ""}
 
     def wrap(name: str, impl):
         def run():

@@ -26,17 +26,13 @@ def setup(cfg: Config) -> dict:
     return {"ops": size["ops"], "x": (0.5 * rng.standard_normal(size["n"])).astype(cfg.dtype)}
 
 
-class XpgradChain(Impl):
-    def __init__(self, data: dict, cfg: Config) -> None:
-        import autograd as ag
+class _EngineChain(Impl):
+    """The chain through an autograd engine (``lib``: ``autograd`` or ``torch``, same spelling)."""
 
-        self.ag = ag
-        self.ops = data["ops"]
-        self.x = ag.tensor(data["x"], device=cfg.device, requires_grad=True)
-        self.sync = xpgrad_sync(cfg.device)
+    lib = None
 
     def _forward(self):
-        tanh = self.ag.tanh
+        tanh = self.lib.tanh
         y = self.x
         for i in range(self.ops):
             k = i % 3
@@ -48,14 +44,28 @@ class XpgradChain(Impl):
         self._forward().backward()
 
     def forward_only(self) -> None:
-        with self.ag.no_grad():
+        with self.lib.no_grad():
             self._forward()
 
     def check(self):
         self.x.grad = None
         loss = self._forward()
         loss.backward()
-        return float(loss.item()), {"x": self.x.grad.numpy()}
+        return float(loss.item()), {"x": self._host(self.x.grad)}
+
+
+class XpgradChain(_EngineChain):
+    def __init__(self, data: dict, cfg: Config) -> None:
+        import autograd as ag
+
+        self.lib = ag
+        self.ops = data["ops"]
+        self.x = ag.tensor(data["x"], device=cfg.device, requires_grad=True)
+        self.sync = xpgrad_sync(cfg.device)
+
+    @staticmethod
+    def _host(t):
+        return t.numpy()
 
 
 class NumpyChain(Impl):
@@ -108,38 +118,20 @@ class NumpyChain(Impl):
         return float(loss), {"x": to_host(grad)}
 
 
-class TorchChain(Impl):
+class TorchChain(_EngineChain):
     def __init__(self, data: dict, cfg: Config) -> None:
         import torch
 
         configure_torch_threads()
-        self.torch = torch
+        self.lib = torch
         self.ops = data["ops"]
         self.x = torch.tensor(data["x"], dtype=torch_dtype(cfg.dtype), device=torch_device(cfg.device),
                               requires_grad=True)
         self.sync = torch_sync(cfg.device)
 
-    def _forward(self):
-        tanh = self.torch.tanh
-        y = self.x
-        for i in range(self.ops):
-            k = i % 3
-            y = y * MUL if k == 0 else (y + ADD if k == 1 else tanh(y))
-        return y.sum()
-
-    def step(self) -> None:
-        self.x.grad = None
-        self._forward().backward()
-
-    def forward_only(self) -> None:
-        with self.torch.no_grad():
-            self._forward()
-
-    def check(self):
-        self.x.grad = None
-        loss = self._forward()
-        loss.backward()
-        return float(loss.item()), {"x": self.x.grad.detach().cpu().numpy()}
+    @staticmethod
+    def _host(t):
+        return t.detach().cpu().numpy()
 
 
 def implementations(cfg: Config) -> dict[str, Impl]:
