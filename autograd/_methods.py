@@ -8,24 +8,16 @@ from __future__ import annotations
 from . import ops
 from .ops._util import operand
 from .ops.compare import Compare
-from .ops.elementwise import Add, Div, Mul, Neg, Pow, Sub
 from .tensor import Tensor, _make
 
 
-def _binary(cls, name):
+def _reflected(op):
+    """``other <op> tensor``: Python calls this method of the tensor with the operands swapped."""
+
     def method(self, other):
-        t = type(other)
-        if t is not float and t is not int and not isinstance(other, Tensor):
-            other = operand(self, other, name)
-        return cls.apply(self, other)
+        return op(other, self)
 
-    def reflected(self, other):
-        t = type(other)
-        if t is not float and t is not int and not isinstance(other, Tensor):
-            other = operand(self, other, name)
-        return cls.apply(other, self)
-
-    return method, reflected
+    return method
 
 
 def _comparison(name):
@@ -70,13 +62,13 @@ def _reduce_bool(method_name):
 
 def install() -> None:
     T = Tensor
-    T.__add__, T.__radd__ = _binary(Add, "add")
-    T.__sub__, T.__rsub__ = _binary(Sub, "sub")
-    T.__mul__, T.__rmul__ = _binary(Mul, "mul")
-    T.__truediv__, T.__rtruediv__ = _binary(Div, "div")
-    T.__pow__, T.__rpow__ = _binary(Pow, "pow")
+    T.__add__, T.__radd__ = ops.add, _reflected(ops.add)
+    T.__sub__, T.__rsub__ = ops.sub, _reflected(ops.sub)
+    T.__mul__, T.__rmul__ = ops.mul, _reflected(ops.mul)
+    T.__truediv__, T.__rtruediv__ = ops.div, _reflected(ops.div)
+    T.__pow__, T.__rpow__ = ops.pow, _reflected(ops.pow)
     T.__matmul__, T.__rmatmul__ = _matmul, _rmatmul
-    T.__neg__ = lambda self: Neg.apply(self)
+    T.__neg__ = ops.neg
     T.__pos__ = lambda self: self
     T.__abs__ = ops.abs
     T.__eq__ = _comparison("equal")

@@ -159,24 +159,29 @@ def _array(g, device):
 
 def _traverse(pending, heap, create_graph, retain_graph, capture, grad_inputs):
     """Pop nodes newest-first, run their backward and route the gradients to their inputs."""
-    heappop, heappush, heappushpop = heapq.heappop, heapq.heappush, heapq.heappushpop
+    heappop, heappush, heapreplace = heapq.heappop, heapq.heappush, heapq.heapreplace
     anomaly = state.anomaly
     raw_ok = not create_graph
     if grad_inputs is not None:
         leaf_inputs, node_inputs, run, reach = grad_inputs
     device = array_type = None
-    # A node that just became pending is kept out of the heap in ``ready``: if nothing else is
-    # pending it runs next directly, which turns chains (most of a model) into heap-free loops.
-    ready = None
+    # A node that just became pending is kept out of the heap and out of ``pending`` in ``ready``
+    # (its gradient in ``ready_grad``): if nothing newer is pending it runs next directly, which
+    # turns chains (most of a model) into loops without heap or dict traffic.
+    ready = ready_grad = None
     while True:
         if ready is not None:
-            node = heappushpop(heap, (-ready.seq, ready))[1] if heap else ready
+            node, gout = ready, ready_grad
             ready = None
+            if heap and heap[0][0] < -node.seq:  # a newer node is pending: it runs first
+                pending[node] = gout
+                node = heapreplace(heap, (-node.seq, node))[1]
+                gout = pending.pop(node)
         elif heap:
             node = heappop(heap)[1]
+            gout = pending.pop(node)
         else:
             break
-        gout = pending.pop(node)
         if capture is not None:
             for idx, k in node_inputs.get(node, ()):
                 g = gout if node.n_out == 1 else gout[idx]
@@ -213,44 +218,41 @@ def _traverse(pending, heap, create_graph, retain_graph, capture, grad_inputs):
             gi = grads_in[i]
             if edge is None or gi is None:
                 continue
-            kind = type(edge)
-            if kind is Context:
-                target, idx, shape, dtype = edge, 0, edge.out_shape, edge.out_dtype
-            elif kind is tuple:
-                target, idx = edge
-                shape, dtype = target._out_meta[idx]
-            else:
-                target, idx = edge, 0
-                shape, dtype = edge.data.shape, edge.data.dtype
             if raw_ok and type(gi) is not array_type:  # NumPy turns 0-d results into scalars
                 gi = node.xp.asarray(gi)
-            gshape = gi.shape
-            if gshape != shape:
-                gi = _unbroadcast(node, gi, shape)
-            if gi.dtype is not dtype and gi.dtype != dtype:
-                gi = gi.astype(dtype)
-            if anomaly:
-                _check_finite_backward(node, gi)
-            if kind is Context:
-                if capture is None or target in reach:
-                    prev = pending.get(target)  # _add_pending(), inlined for single-output nodes
-                    if prev is None:
-                        if ready is not None:
-                            heappush(heap, (-ready.seq, ready))
-                        ready = target
-                        pending[target] = gi
+            if type(edge) is Context:  # the common case, kept free of calls
+                if gi.shape != edge.out_shape:
+                    gi = _unbroadcast(node, gi, edge.out_shape)
+                dtype = gi.dtype
+                if dtype is not edge.out_dtype and dtype != edge.out_dtype:
+                    gi = gi.astype(edge.out_dtype)
+                if anomaly:
+                    _check_finite_backward(node, gi)
+                if capture is None or edge in reach:
+                    if edge is ready:
+                        ready_grad = ready_grad + gi
                     else:
-                        pending[target] = prev + gi
-            elif kind is tuple:
+                        prev = pending.get(edge)  # _add_pending(), inlined for single-output nodes
+                        if prev is None:
+                            if ready is not None:  # the previous ready node waits in the heap
+                                pending[ready] = ready_grad
+                                heappush(heap, (-ready.seq, ready))
+                            ready, ready_grad = edge, gi
+                        else:
+                            pending[edge] = prev + gi
+            elif type(edge) is tuple:
+                target, idx = edge
+                gi = _fit(node, gi, *target._out_meta[idx], anomaly)
                 if capture is None or target in reach:
                     _add_pending(pending, heap, target, idx, gi)
-            else:
+            else:  # a leaf
+                gi = _fit(node, gi, edge.data.shape, edge.data.dtype, anomaly)
                 adopt = fresh and gi is not gout and getattr(gi.data if create_graph else gi, "base", None) is None
                 if adopt and n_in > 1:
                     # One array returned for two inputs must not become a leaf's .grad: a later
                     # in-place accumulation would change the other input's gradient too.
                     adopt = sum(o is gi for o in grads_in) == 1
-                _deliver_leaf(target, gi, capture, leaf_inputs if capture is not None else None, create_graph, adopt)
+                _deliver_leaf(edge, gi, capture, leaf_inputs if capture is not None else None, create_graph, adopt)
         if not retain_graph:
             # Release the node: a second backward through it then raises, and dropping its edges
             # lets the nodes upstream (and whatever their forwards kept, such as masks) die as
@@ -258,6 +260,17 @@ def _traverse(pending, heap, create_graph, retain_graph, capture, grad_inputs):
             node._saved = None
             node._out = None
             node.next_edges = None
+
+
+def _fit(node, g, shape, dtype, anomaly):
+    """``g`` summed down to ``shape`` and cast to ``dtype`` (checked under detect_anomaly)."""
+    if g.shape != shape:
+        g = _unbroadcast(node, g, shape)
+    if g.dtype != dtype:
+        g = g.astype(dtype)
+    if anomaly:
+        _check_finite_backward(node, g)
+    return g
 
 
 def _unbroadcast(node, g, shape):
@@ -268,13 +281,6 @@ def _unbroadcast(node, g, shape):
             f"{node.fn.__name__}.backward returned a gradient of shape {tuple(g.shape)} for an "
             f"input of shape {tuple(shape)}"
         ) from None
-
-
-def _array(g, device):
-    """``g`` as a backend array: NumPy turns arithmetic on 0-d arrays into scalars, which a
-    Tensor must not hold."""
-    backend = device.backend
-    return g if isinstance(g, backend.array_type) else backend.asarray(g)
 
 
 def _add_pending(pending, heap, node, idx, g):

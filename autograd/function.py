@@ -48,17 +48,16 @@ class Context:
     # ``next_edges`` becomes None once backward has released the node.
     __slots__ = (
         "fn", "xp", "device", "next_edges", "seq", "out_shape", "out_dtype", "_saved", "_saved_at",
-        "_out", "_raw", "__dict__", "__weakref__",
+        "_out", "_out_version", "_raw", "n_out", "_retained", "__dict__", "__weakref__",
     )
-    # Slots are written only when used: _saved by save_for_backward, _out by ops that save
-    # their output, _raw by the engine before each backward; reading an unwritten one means
-    # "nothing" (see _saved_values).
+    # Slots are written only when used: _saved by save_for_backward, _out (the first output's
+    # array) and _out_version (its version counter) by ops that save their output, _raw by the
+    # engine before each backward; reading an unwritten one means "nothing" (see _checked_saved).
+    # Recording writes n_out (number of outputs) and _retained ({output index: weakref} of the
+    # outputs that called retain_grad(), or None): the engine reads both for every node.
     # Rarely set, so class-level defaults rather than a write per op.
-    n_out = 1
-    _retained = None  # {output index: weakref} of outputs that called retain_grad()
     _stack = None  # forward call stack, recorded only under detect_anomaly
     _out_meta = None  # ((shape, dtype), ...) of each output, for nodes with several outputs
-    _out_versions = ()  # version counters of the outputs kept by ops with saves_output
 
     # -- used inside forward ----------------------------------------------------------------
     def save_for_backward(self, *tensors) -> None:
@@ -73,15 +72,31 @@ class Context:
     @property
     def saved_tensors(self) -> tuple:
         """The tensors given to ``save_for_backward``, checked for in-place modification."""
-        saved, at = self._saved_values()
-        for t in saved:
-            if isinstance(t, Tensor) and t._version[2] > at:
-                raise _modified_error(self, t.data, t._version)
-        return saved
+        return self._checked_saved()
 
     @property
     def saved(self):
         """Saved values as the backward should use them: arrays on the raw path, else Tensors."""
+        # _checked_saved(), inlined: every backward of a built-in op reads this.
+        try:
+            saved = self._saved
+        except AttributeError:  # save_for_backward was never called
+            return ()
+        if saved is None or _clock[0] != self._saved_at:  # freed, or something changed in place
+            saved = self._checked_saved()
+        if not self._raw:
+            return saved
+        n = len(saved)  # one or two values are the common cases: no loop for them
+        if n == 1:
+            (a,) = saved
+            return (a.data if isinstance(a, Tensor) else a),
+        if n == 2:
+            a, b = saved
+            return (a.data if isinstance(a, Tensor) else a), (b.data if isinstance(b, Tensor) else b)
+        return tuple([t.data if isinstance(t, Tensor) else t for t in saved])
+
+    def _checked_saved(self) -> tuple:
+        """The saved values, after checking that none was modified in place since it was saved."""
         try:
             saved = self._saved
         except AttributeError:  # save_for_backward was never called
@@ -89,26 +104,11 @@ class Context:
         if saved is None:
             raise _freed_error(self)
         at = self._saved_at
-        raw = self._raw
-        out = []
-        for t in saved:
-            if isinstance(t, Tensor):
-                if t._version[2] > at:
+        if _clock[0] != at:  # some tensor changed in place after the save: was it one of ours?
+            for t in saved:
+                if isinstance(t, Tensor) and t._version[2] > at:
                     raise _modified_error(self, t.data, t._version)
-                out.append(t.data if raw else t)
-            else:
-                out.append(t)
-        return out
-
-    def _saved_values(self) -> tuple:
-        """(saved values, clock when saved)."""
-        try:
-            saved = self._saved
-        except AttributeError:  # save_for_backward was never called
-            return (), 0
-        if saved is None:
-            raise _freed_error(self)
-        return saved, self._saved_at
+        return saved
 
     @property
     def output(self):
@@ -120,15 +120,14 @@ class Context:
             out = None
         if out is None:
             raise _freed_error(self)
-        data = out[0]
-        counter = self._out_versions[0]
+        counter = self._out_version
         if counter[2] > self._saved_at:
-            raise _modified_error(self, data, counter)
+            raise _modified_error(self, out, counter)
         if self._raw:
-            return data
-        out = _make(data, self.device, self, 0, True)
-        out._version = counter
-        return out
+            return out
+        res = _make(out, self.device, self, 0, True)
+        res._version = counter
+        return res
 
     @property
     def ops(self):
@@ -247,34 +246,111 @@ class Function(metaclass=_FunctionMeta):
         if cls.changes_device:
             dev = ctx.out_device
             backend = dev.backend
-        if type(out) is not backend.array_type:
-            if type(out) is tuple or type(out) is list:
-                return _wrap_outputs(cls, ctx, out, dev, record, flags & ANOMALY)
-            out = _as_array(out, dev, cls)
-        # _make(), inlined: one call less on the hottest path.
-        res = _new(Tensor)
-        res.data = out
-        res.device = dev
-        if record and out.dtype.kind == "f":
+        if type(out) is tuple or type(out) is list:
+            return _wrap_outputs(cls, ctx, out, dev, record, flags & ANOMALY)
+        return _output(cls, ctx, out, dev, flags, record)
+
+
+# The public functions of the one- and two-argument built-in ops (the arithmetic operators,
+# unary math) are made by these factories: ``cls.apply`` specialised to the op, one call deep,
+# without the argument loop and *args packing, and skipping the class flags that hold for every
+# such op (raw backward, one array output, same device, differentiable).
+
+def unary(cls, name: str, doc: str | None = None):
+    """``name(x)``: ``cls.apply(x)`` for a built-in op of one argument (a value becomes a Tensor)."""
+
+    def op(x):
+        if not isinstance(x, Tensor):
+            x = Tensor(x)
+        dev = x.device
+        flags = _mode.get()
+        ctx = _new(Context)
+        ctx.fn = cls
+        ctx.xp = (dev._backend or dev.backend).xp
+        if x._requires_grad and flags & GRAD:
+            node = x.grad_fn  # the edge to x (see Context), inlined
+            ctx.next_edges = (x if node is None else node if node.n_out == 1 else (node, x._out_idx)),
+            return _output(cls, ctx, cls.forward(ctx, x), dev, flags, True)
+        return _output(cls, ctx, cls.forward(ctx, x), dev, flags, False)
+
+    return _named(op, cls, name, doc)
+
+
+def binary(cls, name: str, coerce, doc: str | None = None):
+    """``name(a, b)``: ``cls.apply(a, b)`` for a built-in op of two arguments. A non-Tensor
+    operand other than a Python float or int goes through ``coerce(tensor, value, name)``, which
+    returns it as an array on the tensor's device or raises."""
+
+    def op(a, b):
+        if isinstance(a, Tensor):
+            dev = a.device
+            a_grad = a._requires_grad
+            if isinstance(b, Tensor):
+                if b.device is not dev:
+                    raise _device_mismatch(cls, (a, b))
+                b_grad = b._requires_grad
+            else:
+                if type(b) is not float and type(b) is not int:
+                    b = coerce(a, b, name)
+                b_grad = False
+        elif isinstance(b, Tensor):
+            if type(a) is not float and type(a) is not int:
+                a = coerce(b, a, name)
+            dev = b.device
+            a_grad = False
+            b_grad = b._requires_grad
+        else:  # two plain values: the first becomes the Tensor
+            return op(Tensor(a), b)
+        flags = _mode.get()
+        ctx = _new(Context)
+        ctx.fn = cls
+        ctx.xp = (dev._backend or dev.backend).xp
+        if (a_grad or b_grad) and flags & GRAD:
+            ctx.next_edges = (_edge(a) if a_grad else None, _edge(b) if b_grad else None)
+            return _output(cls, ctx, cls.forward(ctx, a, b), dev, flags, True)
+        return _output(cls, ctx, cls.forward(ctx, a, b), dev, flags, False)
+
+    return _named(op, cls, name, doc)
+
+
+def _named(op, cls, name, doc):
+    op.__name__ = op.__qualname__ = name
+    op.__module__ = cls.__module__
+    op.__doc__ = doc
+    return op
+
+
+def _output(cls, ctx, out, dev, flags, record):
+    """The result Tensor around the forward's array ``out``; when recording, ``ctx`` becomes its node."""
+    if type(out) is not dev._backend.array_type:
+        out = _as_array(out, dev, cls)
+    res = _new(Tensor)
+    res.data = out
+    res.device = dev
+    if record:
+        dtype = out.dtype
+        if dtype.kind == "f":  # integer/bool outputs carry no gradient and keep no graph alive
             res.grad_fn = ctx
             res._requires_grad = True
             ctx.device = dev
             ctx.seq = next(_seq)
+            ctx.n_out = 1
+            ctx._retained = None
             ctx.out_shape = out.shape
-            ctx.out_dtype = out.dtype
+            ctx.out_dtype = dtype
             if cls.saves_output:
-                ctx._out = (out,)
-                ctx._out_versions = (_counter(res),)
+                ctx._out = out
+                ctx._out_version = res._version = [0, None, 0]  # res's own counter, shared with ctx
                 ctx._saved_at = _clock[0]
             if flags & ANOMALY:
-                ctx._stack = traceback.extract_stack()[:-1]
-        else:  # no graph; integer/bool outputs carry no gradient and keep no graph alive
-            res.grad_fn = None
-            res._requires_grad = False
-            record = False
-        if flags & ANOMALY:
-            _check_finite_forward(cls, (res,), ctx if record else None)
-        return res
+                ctx._stack = traceback.extract_stack()[:-2]
+                _check_finite_forward(cls, (res,), ctx)
+            return res
+    res.grad_fn = None
+    res._requires_grad = False
+    if flags & ANOMALY:
+        _check_finite_forward(cls, (res,), None)
+    return res
 
 
 def _edge(a):
@@ -298,12 +374,13 @@ def _wrap_outputs(cls, ctx, outs, dev, record, anomaly):
         ctx.device = dev
         ctx.seq = next(_seq)
         ctx.n_out = len(res)
+        ctx._retained = None
         ctx.out_shape = datas[0].shape if datas else ()
         ctx.out_dtype = datas[0].dtype if datas else None
         ctx._out_meta = tuple((d.shape, d.dtype) for d in datas)
-        if cls.saves_output:
-            ctx._out = tuple(datas)
-            ctx._out_versions = tuple(_counter(r) for r in res)
+        if cls.saves_output:  # the first output, as ctx.output gives it
+            ctx._out = datas[0]
+            ctx._out_version = _counter(res[0])
             ctx._saved_at = _clock[0]
         if anomaly:
             ctx._stack = traceback.extract_stack()[:-2]

@@ -535,18 +535,48 @@ def _check_hard_target(x: Tensor, t, axis: int, C: int, ignore_index, op: str):
             raise IndexError(f"{op}: target {int(t[bad][0])} is out of bounds for {C} classes")
 
 
+# Each native integer dtype and the unsigned one of its size (see _plain_targets).
+_AS_UNSIGNED = {np.dtype(f"{kind}{size}"): np.dtype(f"u{size}") for kind in "iu" for size in (1, 2, 4, 8)}
+
+
+def _plain_targets(x: Tensor, t, ignore_index) -> bool:
+    """Whether class indices ``t`` let cross_entropy take its plain path: (N, C) logits on the CPU and
+    (N,) indices all in [0, C), none equal to ``ignore_index``.
+
+    Anything else, invalid targets included, goes the general way, which validates and raises. Only
+    on the CPU: elsewhere reading the check back would wait for the device, as the bounds check would.
+    """
+    xd = x.data
+    if x.device.type != "cpu" or xd.ndim != 2 or t.shape != xd.shape[:1] or not t.size:
+        return False
+    C = xd.shape[1]
+    unsigned = _AS_UNSIGNED.get(t.dtype)
+    # Viewed as unsigned, negative indices are huge: one max() checks 0 <= t < C.
+    if unsigned is None or t.view(unsigned).max() >= C:
+        return False
+    return ignore_index is None or not 0 <= ignore_index < C or not (t == ignore_index).any()
+
+
 class _CrossEntropy(Function):
     """log_softmax + negative log-likelihood in one node.
 
     Every variant is ``loss_i = -sum_c A_ic * log_softmax(x)_ic``, with A built from the target
     (one-hot or probabilities), label smoothing and class weights; its gradient is
     ``(softmax * sum_c A_ic - A) * g_i``, i.e. ``softmax - onehot`` in the plain case.
+
+    ``kind`` is "probs" (probability targets), "indices" (class indices) or "plain": class indices
+    that ``_plain_targets`` cleared, with no class weights or label smoothing. That is the usual
+    training loss, so it skips the one-hot algebra: it picks the target logits by index, and its raw
+    backward builds softmax - onehot in one buffer.
     """
 
     raw_backward = True
 
     @staticmethod
-    def forward(ctx, x, target, weight, ignore_index, reduction, eps, soft):
+    def forward(ctx, x, target, reduction, kind, weight=None, ignore_index=None, eps=0.0):
+        ctx.kind, ctx.reduction = kind, reduction
+        if kind == "plain":
+            return _plain_forward(ctx, x, target.data, reduction)
         xp = ctx.xp
         xd = x.data
         dtype = xd.dtype
@@ -556,8 +586,9 @@ class _CrossEntropy(Function):
         kshape = xd.shape[:axis] + (1,) + xd.shape[axis + 1:]
         cshape = (1,) * axis + (C,) + (1,) * (xd.ndim - axis - 1)
         wb = weight.reshape(cshape) if weight is not None else None
+        soft = kind == "probs"
         ctx.axis, ctx.C, ctx.kshape, ctx.eps = axis, C, kshape, eps
-        ctx.soft, ctx.wb, ctx.reduction = soft, wb, reduction
+        ctx.soft, ctx.wb = soft, wb
         ctx.logp = logp
         ctx.save_for_backward(x, target if soft else None)
         if soft:
@@ -590,8 +621,12 @@ class _CrossEntropy(Function):
 
     @staticmethod
     def backward(ctx, g):
-        x, target = ctx.saved
         graph = _is_graph(g)
+        if ctx.kind == "plain":
+            if not graph:
+                return _plain_backward(ctx, g), None
+            _plain_as_general(ctx)  # create_graph: the general formula below is differentiable
+        x, target = ctx.saved
         axis, C, eps, wb = ctx.axis, ctx.C, ctx.eps, ctx.wb
         if ctx.reduction == "mean":
             g = g / ctx.denom
@@ -631,6 +666,58 @@ class _CrossEntropy(Function):
         return gx, gt
 
 
+def _plain_forward(ctx, x, t, reduction: str):
+    """Forward of the plain kind: loss_i = logsumexp(x_i) - x_i[t_i], both shifted by the row maximum."""
+    xp = ctx.xp
+    # C order, so that the arrays below are too and `at` (flat positions) can index them in place.
+    xd = xp.ascontiguousarray(x.data)
+    n, C = xd.shape
+    # Unlike log_softmax, no guard for rows whose maximum is inf or NaN: their loss is NaN here, as
+    # in torch. Every other row sums to >= 1 (its maximum contributes exp(0)), so log() needs no errstate.
+    shifted = xd - xd.max(axis=1, keepdims=True)
+    e = xp.exp(shifted)
+    esum = e.sum(axis=1)
+    # Flat positions of the targets: 1-D indexing is about twice as fast as [rows, t]. t was checked
+    # to lie in [0, C), so any integer dtype of it adds exactly.
+    at = xp.arange(0, n * C, C)
+    xp.add(at, t, out=at, casting="unsafe")
+    per = xp.log(esum)
+    per -= shifted.reshape(-1)[at]
+    # softmax = e / esum: backward divides once rather than exponentiating a log-softmax again. It
+    # uses `at`, not t, so a later in-place change to the target cannot reach it.
+    ctx.exp, ctx.expsum, ctx.at = e, esum, at
+    ctx.save_for_backward(x, None)  # only the create_graph path reads x
+    if reduction == "none":
+        return per
+    total = per.sum() if reduction == "sum" else per.sum() / n
+    return xp.asarray(total)  # a 0-d array: apply's conversion of a NumPy scalar is slower
+
+
+def _plain_backward(ctx, g):
+    """Raw backward of the plain kind: softmax - onehot, scaled by g (and 1/N for "mean") in place."""
+    gx = ctx.exp / ctx.expsum[:, None]
+    gx.reshape(-1)[ctx.at] -= 1
+    if ctx.reduction == "none":
+        gx *= g[:, None]
+    else:
+        gx *= g / gx.shape[0] if ctx.reduction == "mean" else g
+    return gx
+
+
+def _plain_as_general(ctx) -> None:
+    """Give a plain node the fields of an "indices" one (every sample counts with weight 1, no smoothing)."""
+    xp = ctx.xp
+    n, C = ctx.exp.shape
+    dtype = ctx.exp.dtype
+    ctx.axis, ctx.C, ctx.kshape, ctx.eps, ctx.soft, ctx.wb = 1, C, (n, 1), 0.0, False, None
+    onehot = xp.zeros(n * C, dtype=bool)
+    onehot[ctx.at] = True
+    ctx.onehot = onehot.reshape(n, C)
+    ctx.valid = xp.ones(n, dtype=bool)
+    ctx.w_t = xp.ones(n, dtype=dtype)
+    ctx.denom = xp.asarray(n, dtype=dtype)
+
+
 def _soft_coef(t, wb, eps, C):
     coef = t * (1.0 - eps) + eps / C if eps else t
     return coef * wb if wb is not None else coef
@@ -654,12 +741,19 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, i
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
     target = _on_device(target, input, "cross_entropy: target")
+    t = target.data
+    soft = t.dtype.kind == "f"
+    if not soft and t.dtype.kind not in "iu":
+        raise TypeError(
+            f"cross_entropy: target must hold class indices (int) or probabilities (float), got {target.dtype}"
+        )
+    if not soft and weight is None and not label_smoothing and _plain_targets(input, t, ignore_index):
+        return _CrossEntropy.apply(input, target, reduction, "plain")  # fewer arguments: apply is faster
     axis = 1 if input.ndim >= 2 else 0
     C = input.shape[axis]
     w = _const(weight, input, "cross_entropy: weight")
     if w is not None and tuple(w.shape) != (C,):
         raise ValueError(f"cross_entropy: weight must have shape ({C},), got {tuple(w.shape)}")
-    soft = target.data.dtype.kind == "f"
     if soft:
         if target.shape != input.shape:
             raise ValueError(
@@ -668,12 +762,9 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, i
         if target.dtype != input.dtype:
             target = target.astype(input.dtype)
     else:
-        if target.data.dtype.kind not in "iu":
-            raise TypeError(
-                f"cross_entropy: target must hold class indices (int) or probabilities (float), got {target.dtype}"
-            )
-        _check_hard_target(input, target.data, axis, C, ignore_index, "cross_entropy")
-    return _CrossEntropy.apply(input, target, w, ignore_index, reduction, float(label_smoothing), soft)
+        _check_hard_target(input, t, axis, C, ignore_index, "cross_entropy")
+    kind = "probs" if soft else "indices"
+    return _CrossEntropy.apply(input, target, reduction, kind, w, ignore_index, float(label_smoothing))
 
 
 def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, ignore_index: int = -100,

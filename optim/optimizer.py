@@ -54,6 +54,8 @@ class Optimizer:
         # Reusable work buffers per (device, dtype): updates run with out= into these instead of
         # allocating temporaries every step. Not part of the state (nothing to save).
         self._scratch: dict[tuple[Any, np.dtype], Any] = {}
+        # Each parameter's views into its buffer, with the layout they were made for (see _scratch_for).
+        self._scratch_views: dict[Tensor, tuple[tuple, tuple]] = {}
 
         groups = list(params)
         if len(groups) == 0:
@@ -174,10 +176,9 @@ class Optimizer:
         state = self.state[p]
         if state:
             data = p.data
+            device, dtype, shape = p.device, data.dtype, data.shape
             for key, v in state.items():
-                if isinstance(v, Tensor) and (
-                    v.device is not p.device or v.data.dtype != data.dtype or v.data.shape != data.shape
-                ):
+                if isinstance(v, Tensor) and (v.device is not device or v.data.dtype != dtype or v.data.shape != shape):
                     raise RuntimeError(
                         f"optimizer state {key!r} is a {v.dtype} tensor of shape {v.shape} on {v.device}, but its "
                         f"parameter is now {p.dtype} of shape {p.shape} on {p.device}; create the optimizer after "
@@ -196,9 +197,15 @@ class Optimizer:
         """``n`` work arrays shaped like ``p`` (views into one flat buffer per device and dtype).
 
         The buffer is sized for the largest parameter of that device/dtype, so a step allocates
-        nothing; the views are only valid until the next parameter is processed.
+        nothing; the views are only valid until the next parameter is processed. They are made once
+        per parameter and reused while its shape, dtype and device stay the same: building them
+        every step cost more than a small parameter's whole update.
         """
         data = p.data
+        layout = (data.shape, data.dtype, p.device, n)
+        cached = self._scratch_views.get(p)
+        if cached is not None and cached[0] == layout:
+            return cached[1]
         key = (p.device, data.dtype)
         size = data.size
         flat = self._scratch.get(key)
@@ -210,8 +217,10 @@ class Optimizer:
             )
             flat = p.device.backend.xp.empty(n * max(largest, size, 1), dtype=data.dtype)
             self._scratch[key] = flat
-        shape = data.shape
-        return tuple(flat[i * size:(i + 1) * size].reshape(shape) for i in range(n))
+            self._scratch_views.clear()  # views into the old buffer would keep it alive
+        views = tuple(flat[i * size:(i + 1) * size].reshape(data.shape) for i in range(n))
+        self._scratch_views[p] = (layout, views)
+        return views
 
     # -- state dicts --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..function import Function
+from ..function import Function, binary, unary
 from ..tensor import Tensor
-from ._util import as_tensor, broadcast_error, data_of, pair
+from ._util import as_tensor, broadcast_error, data_of, operand
 
 __all__ = [
     "add", "sub", "mul", "div", "pow", "neg", "abs", "exp", "log", "log1p", "sqrt", "square", "sin",
@@ -451,94 +451,30 @@ def _transfer(data, src, dst):
 
 # -- public functions --------------------------------------------------------------------------------
 
-def add(a, b):
-    a, b = pair(a, b, "add")
-    return Add.apply(a, b)
+add = binary(Add, "add", operand)
+sub = binary(Sub, "sub", operand)
+mul = binary(Mul, "mul", operand)
+div = binary(Div, "div", operand)
+pow = binary(Pow, "pow", operand)
 
+neg = unary(Neg, "neg")
+abs = unary(Abs, "abs")
+exp = unary(Exp, "exp")
+log = unary(Log, "log")
+log1p = unary(Log1p, "log1p")
+sqrt = unary(Sqrt, "sqrt")
+square = unary(Square, "square")
+sin = unary(Sin, "sin")
+cos = unary(Cos, "cos")
+tanh = unary(Tanh, "tanh")
+sigmoid = unary(Sigmoid, "sigmoid", "1 / (1 + exp(-x)), computed without overflow for any finite x.")
+relu = unary(Relu, "relu")
+erf = unary(Erf, "erf")
 
-def sub(a, b):
-    a, b = pair(a, b, "sub")
-    return Sub.apply(a, b)
-
-
-def mul(a, b):
-    a, b = pair(a, b, "mul")
-    return Mul.apply(a, b)
-
-
-def div(a, b):
-    a, b = pair(a, b, "div")
-    return Div.apply(a, b)
-
-
-def pow(a, b):
-    a, b = pair(a, b, "pow")
-    return Pow.apply(a, b)
-
-
-def neg(x):
-    return Neg.apply(as_tensor(x))
-
-
-def abs(x):
-    return Abs.apply(as_tensor(x))
-
-
-def exp(x):
-    return Exp.apply(as_tensor(x))
-
-
-def log(x):
-    return Log.apply(as_tensor(x))
-
-
-def log1p(x):
-    return Log1p.apply(as_tensor(x))
-
-
-def sqrt(x):
-    return Sqrt.apply(as_tensor(x))
-
-
-def square(x):
-    return Square.apply(as_tensor(x))
-
-
-def sin(x):
-    return Sin.apply(as_tensor(x))
-
-
-def cos(x):
-    return Cos.apply(as_tensor(x))
-
-
-def tanh(x):
-    return Tanh.apply(as_tensor(x))
-
-
-def sigmoid(x):
-    """1 / (1 + exp(-x)), computed without overflow for any finite x."""
-    return Sigmoid.apply(as_tensor(x))
-
-
-def relu(x):
-    return Relu.apply(as_tensor(x))
-
-
-def erf(x):
-    return Erf.apply(as_tensor(x))
-
-
-def maximum(a, b):
-    """Elementwise maximum; at ties each input gets half the gradient (as PyTorch)."""
-    a, b = pair(a, b, "maximum")
-    return Maximum.apply(a, b)
-
-
-def minimum(a, b):
-    """Elementwise minimum; at ties each input gets half the gradient (as PyTorch)."""
-    a, b = pair(a, b, "minimum")
-    return Minimum.apply(a, b)
+maximum = binary(Maximum, "maximum", operand,
+                 "Elementwise maximum; at ties each input gets half the gradient (as PyTorch).")
+minimum = binary(Minimum, "minimum", operand,
+                 "Elementwise minimum; at ties each input gets half the gradient (as PyTorch).")
 
 
 def clip(x, lo=None, hi=None):
@@ -588,8 +524,7 @@ def sign(x):
     return Sign.apply(as_tensor(x))
 
 
-def clone(x):
-    return Clone.apply(as_tensor(x))
+clone = unary(Clone, "clone")
 
 
 def astype(x, dtype):

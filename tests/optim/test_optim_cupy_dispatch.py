@@ -252,6 +252,8 @@ def test_cross_entropy_backward_through_the_fused_kernel_equals_the_array_backwa
     fake = FakeKernels()
     monkeypatch.setattr(cupy_kernels, "is_cupy_array", lambda a: True)
     monkeypatch.setattr(cupy_kernels, "softmax_cross_entropy_backward", fake.softmax_cross_entropy_backward)
+    # On a CuPy device cross_entropy never takes its CPU-only plain path (it would read the targets back).
+    monkeypatch.setattr(F, "_plain_targets", lambda *args: False)
     got = _xent_grad(logits, target, upstream, **kwargs)
     assert fake.calls["xent"] == 1
     assert got.dtype == dtype
