@@ -15,7 +15,7 @@ import heapq
 from typing import Sequence
 
 from .function import Context, _format_stack, _freed_error
-from .grad_mode import state
+from .grad_mode import ANOMALY, GRAD, mode
 from .tensor import Tensor, _make
 
 __all__ = ["run_backward", "grad", "sum_to"]
@@ -118,8 +118,9 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
 
     pending: dict = {}
     heap: list = []
-    prev_mode = state.grad_enabled
-    state.grad_enabled = create_graph
+    flags = mode.get()
+    # Backward records a graph of its own only under create_graph.
+    token = mode.set(flags | GRAD if create_graph else flags & ~GRAD)
     try:
         for t, s in zip(roots, seeds):
             if t.grad_fn is None:
@@ -127,9 +128,9 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
             elif capture is None or t.grad_fn in reach:
                 _add_pending(pending, heap, t.grad_fn, t._out_idx, s)
         _traverse(pending, heap, create_graph, retain_graph, capture,
-                  (leaf_inputs, node_inputs, run, reach) if capture is not None else None)
+                  (leaf_inputs, node_inputs, run, reach) if capture is not None else None, flags & ANOMALY)
     finally:
-        state.grad_enabled = prev_mode
+        mode.reset(token)
 
     if capture is None:
         return None
@@ -157,10 +158,9 @@ def _array(g, device):
     return g if isinstance(g, backend.array_type) else backend.asarray(g)
 
 
-def _traverse(pending, heap, create_graph, retain_graph, capture, grad_inputs):
+def _traverse(pending, heap, create_graph, retain_graph, capture, grad_inputs, anomaly):
     """Pop nodes newest-first, run their backward and route the gradients to their inputs."""
     heappop, heappush, heapreplace = heapq.heappop, heapq.heappush, heapq.heapreplace
-    anomaly = state.anomaly
     raw_ok = not create_graph
     if grad_inputs is not None:
         leaf_inputs, node_inputs, run, reach = grad_inputs
@@ -247,12 +247,14 @@ def _traverse(pending, heap, create_graph, retain_graph, capture, grad_inputs):
                     _add_pending(pending, heap, target, idx, gi)
             else:  # a leaf
                 gi = _fit(node, gi, edge.data.shape, edge.data.dtype, anomaly)
-                adopt = fresh and gi is not gout and getattr(gi.data if create_graph else gi, "base", None) is None
-                if adopt and n_in > 1:
-                    # One array returned for two inputs must not become a leaf's .grad: a later
-                    # in-place accumulation would change the other input's gradient too.
-                    adopt = sum(o is gi for o in grads_in) == 1
-                _deliver_leaf(edge, gi, capture, leaf_inputs if capture is not None else None, create_graph, adopt)
+                # One array returned for two inputs must not become a leaf's .grad: a later
+                # in-place accumulation would change the other input's gradient too.
+                adopt = (fresh and gi is not gout and getattr(gi.data if create_graph else gi, "base", None) is None
+                         and (n_in == 1 or _returned_once(gi, grads_in)))
+                if capture is None and raw_ok and adopt and edge._grad is None:
+                    edge._grad = _make(gi, edge.device, None, 0, False)  # _deliver_leaf's first case, inlined
+                else:
+                    _deliver_leaf(edge, gi, capture, leaf_inputs if capture is not None else None, create_graph, adopt)
         if not retain_graph:
             # Release the node: a second backward through it then raises, and dropping its edges
             # lets the nodes upstream (and whatever their forwards kept, such as masks) die as
@@ -260,6 +262,15 @@ def _traverse(pending, heap, create_graph, retain_graph, capture, grad_inputs):
             node._saved = None
             node._out = None
             node.next_edges = None
+
+
+def _returned_once(g, grads) -> bool:
+    """Whether a backward returned the array ``g`` for one of its inputs only."""
+    count = 0
+    for other in grads:
+        if other is g:
+            count += 1
+    return count == 1
 
 
 def _fit(node, g, shape, dtype, anomaly):

@@ -207,6 +207,7 @@ class Function(metaclass=_FunctionMeta):
     def apply(cls, *args):
         dev = None
         wants_grad = False
+        edges = []  # one per argument (see Context), collected while the arguments are checked
         for a in args:
             if isinstance(a, Tensor):
                 d = a.device
@@ -216,6 +217,10 @@ class Function(metaclass=_FunctionMeta):
                     raise _device_mismatch(cls, args)
                 if a._requires_grad:
                     wants_grad = True
+                    node = a.grad_fn
+                    edges.append(a if node is None else node if node.n_out == 1 else (node, a._out_idx))
+                    continue
+            edges.append(None)
         if dev is None:
             raise TypeError(f"{cls.__name__}.apply needs at least one Tensor argument")
         backend = dev._backend or dev.backend
@@ -225,13 +230,7 @@ class Function(metaclass=_FunctionMeta):
         ctx.xp = backend.xp
         record = wants_grad and flags & GRAD and cls.differentiable
         if record:
-            # One edge per argument (see Context); tuples built in one go for the common arities.
-            if len(args) == 1:
-                ctx.next_edges = (_edge(args[0]),)
-            elif len(args) == 2:
-                ctx.next_edges = (_edge(args[0]), _edge(args[1]))
-            else:
-                ctx.next_edges = tuple([_edge(a) for a in args])
+            ctx.next_edges = tuple(edges)
         if cls.raw_backward:
             out = cls.forward(ctx, *args)
         else:

@@ -52,13 +52,16 @@ class _GradModeContext:
 
     _mode = True
 
+    # The bit arithmetic of ``state.grad_enabled``, inlined: optimizers enter no_grad every step.
     def __enter__(self):
-        self._prev = state.grad_enabled
-        state.grad_enabled = self._mode
+        flags = mode.get()
+        self._prev = flags & GRAD
+        mode.set(flags | GRAD if self._mode else flags & ~GRAD)
         return self
 
     def __exit__(self, *exc):
-        state.grad_enabled = self._prev
+        flags = mode.get()
+        mode.set(flags | GRAD if self._prev else flags & ~GRAD)
         return False
 
     def __call__(self, func):

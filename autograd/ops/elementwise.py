@@ -292,17 +292,17 @@ class Sigmoid(Function):
 
 class Relu(Function):
     raw_backward = True
+    # Backward reads the output, which the next layer usually keeps anyway (a Linear saves its
+    # input): no mask of its own, and no bool-to-float cast in forward.
+    saves_output = True
 
     @staticmethod
     def forward(ctx, a):
-        x = a.data
-        mask = x > 0  # relu'(0) = 0, as PyTorch; a bool mask is all backward keeps
-        ctx.mask = mask
-        return x * mask
+        return ctx.xp.maximum(a.data, 0)
 
     @staticmethod
     def backward(ctx, g):
-        return g * ctx.mask
+        return g * (ctx.output > 0)  # relu'(0) = 0, as PyTorch
 
 
 class _TieSplit(Function):
