@@ -246,7 +246,9 @@ def _traverse(pending, heap, create_graph, retain_graph, capture, grad_inputs, a
                 if capture is None or target in reach:
                     _add_pending(pending, heap, target, idx, gi)
             else:  # a leaf
-                gi = _fit(node, gi, edge.data.shape, edge.data.dtype, anomaly)
+                data = edge.data
+                if anomaly or gi.shape != data.shape or gi.dtype != data.dtype:
+                    gi = _fit(node, gi, data.shape, data.dtype, anomaly)
                 # One array returned for two inputs must not become a leaf's .grad: a later
                 # in-place accumulation would change the other input's gradient too.
                 adopt = (fresh and gi is not gout and getattr(gi.data if create_graph else gi, "base", None) is None

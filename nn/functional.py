@@ -149,12 +149,13 @@ class _Linear(Function):
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``x @ weight.T + bias`` with ``weight`` of shape (out_features, in_features)."""
     _tensor(x, "linear: input")
-    if weight.ndim != 2 or x.ndim == 0 or x.shape[-1] != weight.shape[1]:
+    xshape, wshape = x.data.shape, weight.data.shape  # array shapes: no Tensor.shape calls on this hot path
+    if len(wshape) != 2 or not xshape or xshape[-1] != wshape[1]:
         raise ValueError(
             f"linear: input of shape {x.shape} does not match weight of shape {weight.shape} "
             f"(the input's last axis must have {weight.shape[1] if weight.ndim == 2 else '?'} features)"
         )
-    if bias is not None and bias.shape != (weight.shape[0],):
+    if bias is not None and bias.data.shape != wshape[:1]:
         raise ValueError(f"linear: bias of shape {bias.shape} does not match weight of shape {weight.shape}")
     return _Linear.apply(x, weight, bias)
 

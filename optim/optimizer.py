@@ -141,11 +141,11 @@ class Optimizer:
         """Reset the gradients: to None (default), or to zeros in place (``set_to_none=False``)."""
         for group in self.param_groups:
             for p in group["params"]:
-                g = p.grad
+                g = p._grad  # parameters are leaves: the .grad property adds nothing but a call
                 if g is None:
                     continue
                 if set_to_none:
-                    p.grad = None
+                    p._grad = None
                 else:
                     if g.grad_fn is not None or g.requires_grad:
                         # A gradient built with create_graph=True: cut it from its graph before

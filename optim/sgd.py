@@ -44,9 +44,14 @@ def sgd_update(
             d = s1
         else:
             d = buf
-    out = d if (d is s0 or d is s1) else s1  # never scale grad or the momentum buffer in place
-    xp.multiply(d, -lr, out=out)
-    xp.add(param, out, out=param)
+    _descend(xp, param, d, d if (d is s0 or d is s1) else s1, lr)
+
+
+def _descend(xp, param, direction, work, lr: float) -> None:
+    """``param -= lr * direction`` in place, through ``work`` (which may be ``direction`` itself):
+    grad and the momentum buffer are never scaled in place."""
+    xp.multiply(direction, -lr, out=work)
+    xp.add(param, work, out=param)
 
 
 class SGD(Optimizer):
@@ -80,6 +85,13 @@ class SGD(Optimizer):
         weight_decay = float(group["weight_decay"])
         nesterov = bool(group["nesterov"])
         kernel = self._kernel
+        if momentum == 0 and weight_decay == 0 and kernel is sgd_update:
+            # Plain SGD, the common case, without the general kernel's keyword-argument call.
+            for p in group["params"]:
+                g = p._grad
+                if g is not None:
+                    _descend(p.device.backend.xp, p.data, g.data, self._scratch_for(p)[1], lr)
+            return
         # The fused GPU kernel needs a momentum buffer, and stands in only for the stock update.
         fusable = momentum != 0 and kernel is sgd_update
         for p in group["params"]:
