@@ -17,6 +17,9 @@ the ``ctx`` as a node of the graph. The ctx *is* the node (``y.grad_fn``): it ho
 edges (never the input tensors themselves, so an activation nobody saved is freed at once), the
 tensors saved for backward, and a sequence number that orders the reverse traversal.
 
+The operators and unary math functions are made by ``unary``/``binary`` below: ``cls.apply``
+specialised to one or two arguments, the hottest path of the engine.
+
 Built-in ops set ``raw_backward = True``: their backward is written against ``ctx.ops`` and
 ``ctx.saved``, which are NumPy-like arrays and the array module when no graph of the gradient
 is needed, and Tensors and ``autograd``'s differentiable ops under ``create_graph=True``. The
