@@ -308,3 +308,64 @@ def test_numpy_backend_seed_is_reproducible():
     assert u1.dtype == np.float32 and n1.dtype == np.float64
     u = b.uniform((1000,), -2.0, 3.0, np.float64)
     assert u.min() >= -2.0 and u.max() < 3.0
+
+
+# -- NumpyBackend.scatter_add: the flattened row path against np.add.at --------------------------
+@pytest.mark.parametrize("index_dtype", [np.int64, np.int32, np.uint16, np.uint64])
+@pytest.mark.parametrize("row_shape", [(5,), (3, 4), (1,)])
+def test_numpy_row_scatter_add_matches_add_at(index_dtype, row_shape):
+    rng = np.random.default_rng(0)
+    num = 7
+    index = rng.integers(0, num, 40).astype(index_dtype)  # many repeats
+    values = rng.standard_normal((40,) + row_shape).astype(np.float32)
+    expected = np.zeros((num,) + row_shape, np.float32)
+    np.add.at(expected, index, values)
+    got = np.zeros((num,) + row_shape, np.float32)
+    backends.get("numpy").scatter_add(got, index, values)
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+    got_tuple = np.zeros((num,) + row_shape, np.float32)
+    backends.get("numpy").scatter_add(got_tuple, (index,), values)
+    np.testing.assert_array_equal(got_tuple, got)
+
+
+def test_numpy_row_scatter_add_in_chunks_and_with_negative_indices(monkeypatch):
+    from backends import numpy_backend
+
+    monkeypatch.setattr(numpy_backend, "_SCATTER_CHUNK", 8)  # 2 rows of 4 per chunk: many chunks
+    index = np.array([0, -1, 2, 2, -3, 0, 1, 4, 4, 4, -5])
+    values = np.arange(44, dtype=np.float64).reshape(11, 4)
+    expected = np.zeros((5, 4))
+    np.add.at(expected, index, values)
+    got = np.zeros((5, 4))
+    backends.get("numpy").scatter_add(got, index, values)
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("case", ["out_of_range", "negative_out_of_range", "broadcast_values", "f_order", "empty"])
+def test_numpy_row_scatter_add_falls_back_to_add_at(case):
+    target = np.zeros((4, 3))
+    index = np.array([0, 3, 3])
+    values = np.ones((3, 3))
+    if case == "out_of_range":
+        index = np.array([0, 4])
+        values = np.ones((2, 3))
+    elif case == "negative_out_of_range":
+        index = np.array([-5])
+        values = np.ones((1, 3))
+    elif case == "broadcast_values":
+        values = np.ones(3)
+    elif case == "f_order":
+        target = np.zeros((4, 3), order="F")
+    elif case == "empty":
+        index = np.array([], dtype=np.int64)
+        values = np.ones((0, 3))
+    expected = target.copy()
+    try:
+        np.add.at(expected, index, values)
+    except IndexError as e:
+        with pytest.raises(IndexError, match=str(e).split(" ")[0]):
+            backends.get("numpy").scatter_add(target, index, values)
+        assert not target.any()
+        return
+    backends.get("numpy").scatter_add(target, index, values)
+    np.testing.assert_array_equal(target, expected)
