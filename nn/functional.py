@@ -536,8 +536,12 @@ def _check_hard_target(x: Tensor, t, axis: int, C: int, ignore_index, op: str):
             raise IndexError(f"{op}: target {int(t[bad][0])} is out of bounds for {C} classes")
 
 
-# Each native integer dtype and the unsigned one of its size (see _plain_targets).
-_AS_UNSIGNED = {np.dtype(f"{kind}{size}"): np.dtype(f"u{size}") for kind in "iu" for size in (1, 2, 4, 8)}
+# Each native integer dtype -> (the unsigned dtype of its size, the most classes for which a
+# negative value, viewed as unsigned, still lands at or above the class count; see _plain_targets).
+_AS_UNSIGNED = {
+    np.dtype(f"{kind}{size}"): (np.dtype(f"u{size}"), 2 ** (8 * size - 1) if kind == "i" else math.inf)
+    for kind in "iu" for size in (1, 2, 4, 8)
+}
 
 
 def _plain_targets(x: Tensor, t, ignore_index) -> bool:
@@ -551,9 +555,10 @@ def _plain_targets(x: Tensor, t, ignore_index) -> bool:
     if x.device.type != "cpu" or xd.ndim != 2 or t.shape != xd.shape[:1] or not t.size:
         return False
     C = xd.shape[1]
-    unsigned = _AS_UNSIGNED.get(t.dtype)
-    # Viewed as unsigned, negative indices are huge: one max() checks 0 <= t < C.
-    if unsigned is None or t.view(unsigned).max() >= C:
+    unsigned, max_classes = _AS_UNSIGNED.get(t.dtype, (None, 0))
+    # Viewed as unsigned, negative indices are at least 2**(bits-1): with no more classes than
+    # that, one max() checks 0 <= t < C (int8 targets with 200 classes take the general path).
+    if unsigned is None or C > max_classes or t.view(unsigned).max() >= C:
         return False
     return ignore_index is None or not 0 <= ignore_index < C or not (t == ignore_index).any()
 

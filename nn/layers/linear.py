@@ -38,10 +38,7 @@ class Linear(Module):
             init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: Tensor) -> Tensor:
-        # Read from the registry: `self.weight` reaches it only after a failed normal lookup
-        # (Module.__getattr__), which costs more than this layer's Python work otherwise.
-        params = self._parameters
-        return F.linear(x, params["weight"], params["bias"])
+        return F.linear(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"

@@ -264,3 +264,20 @@ def test_shape_and_dtype_errors():
         F.cross_entropy(x, ag.tensor(np.array([[0, 1], [2, 3]])))
     with pytest.raises(TypeError, match="class indices"):
         F.cross_entropy(x, ag.tensor(np.array([True, False, True, False])))
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int16])
+def test_small_signed_targets_with_more_classes_than_their_positive_range(dtype, monkeypatch):
+    # Viewed as unsigned, int8's -100 is 156: with 200 classes it would look like a class.
+    classes = 200 if dtype == np.int8 else 70000
+    logits = _logits(3, classes, np.float64)
+    target = np.array([5, -100, 7], dtype=dtype)  # -100: ignored by default
+    got = _loss_and_grad(logits, target)
+    want = _general(monkeypatch, lambda: _loss_and_grad(logits, target))
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-13)
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-13, atol=1e-15)
+    want_int64 = _loss_and_grad(logits, target.astype(np.int64))
+    np.testing.assert_allclose(got[0], want_int64[0], rtol=1e-13)
+    if ON_CPU:
+        with pytest.raises(IndexError, match="target -1 is out of bounds"):
+            F.cross_entropy(ag.tensor(logits), ag.tensor(np.array([-1, 3, 4], dtype=dtype)))

@@ -353,3 +353,22 @@ def test_loss_module_weights_are_buffers_and_reductions_are_checked():
     with pytest.raises(ValueError, match="reduction"):
         nn.MSELoss(reduction="avg")
     assert repr(nn.MSELoss(reduction="sum")) == "MSELoss(reduction='sum')"
+
+
+def test_linear_uses_whatever_its_weight_attribute_is():
+    # Functional reparametrisation: the parameter replaced by a computed tensor ...
+    lin = nn.Linear(3, 2)
+    x = ag.tensor(np.arange(12.0).reshape(4, 3))
+    w0, b0 = lin.weight, lin.bias
+    del lin.weight
+    lin.weight = w0 * 2.0
+    np.testing.assert_allclose(lin(x).numpy(), x.numpy() @ (2 * w0.numpy()).T + b0.numpy(), rtol=1e-6)
+
+    # ... and a subclass computing it in a property (as weight normalisation does).
+    class ZeroWeight(nn.Linear):
+        @property
+        def weight(self):
+            return ag.zeros(2, 3)
+
+    z = ZeroWeight(3, 2)
+    np.testing.assert_allclose(z(x).numpy(), np.broadcast_to(z.bias.numpy(), (4, 2)), rtol=1e-6)
