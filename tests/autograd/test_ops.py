@@ -596,3 +596,22 @@ def test_matmul_mismatch_names_op_and_shapes(a_shape, b_shape):
 def test_matmul_of_0d_raises_value_error():
     with pytest.raises(ValueError, match="matmul"):
         ag.matmul(ag.ones(()), ag.ones((3,)))
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (65, 64), (3, 2000, 2)])  # at, just above and far above the
+@pytest.mark.parametrize("name", ["sum", "mean", "var"])              # size where the spread stops filling
+@pytest.mark.parametrize("axis", [None, 1])
+def test_reduction_gradients_of_small_and_large_inputs(shape, name, axis):
+    data = np.random.default_rng(0).standard_normal(shape)
+    x = ag.tensor(data, requires_grad=True)
+    upstream = np.random.default_rng(1).standard_normal(np.sum(data, axis=axis).shape)
+    getattr(ag, name)(x, axis=axis).backward(ag.tensor(upstream))
+    kept = upstream if axis is None else np.expand_dims(upstream, axis)
+    count = data.size if axis is None else data.shape[axis]
+    expected = {
+        "sum": np.broadcast_to(kept, shape),
+        "mean": np.broadcast_to(kept / count, shape),
+        "var": kept * 2 * (data - data.mean(axis=axis, keepdims=True)) / count,  # ddof=0
+    }[name]
+    np.testing.assert_allclose(x.grad.numpy(), expected, rtol=1e-12, atol=1e-12)
+    assert x.grad.numpy().flags.writeable  # a gradient of its own, not a read-only broadcast view
