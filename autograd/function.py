@@ -31,6 +31,7 @@ import itertools
 import os
 import sys
 import traceback
+import weakref
 
 from .grad_mode import ANOMALY, GRAD, mode as _mode
 from .tensor import Tensor, _clock, _counter, _make
@@ -155,8 +156,6 @@ class Context:
         return f"<{self.fn.__name__}Backward>"
 
     def register_retained(self, idx: int, tensor) -> None:
-        import weakref
-
         if self._retained is None:
             self._retained = {}
         self._retained[idx] = weakref.ref(tensor)
@@ -220,7 +219,7 @@ class Function(metaclass=_FunctionMeta):
                     raise _device_mismatch(cls, args)
                 if a._requires_grad:
                     wants_grad = True
-                    node = a.grad_fn
+                    node = a.grad_fn  # _edge(a), inlined
                     edges.append(a if node is None else node if node.n_out == 1 else (node, a._out_idx))
                     continue
             edges.append(None)
@@ -270,7 +269,7 @@ def unary(cls, name: str, doc: str | None = None):
         ctx.fn = cls
         ctx.xp = (dev._backend or dev.backend).xp
         if x._requires_grad and flags & GRAD:
-            node = x.grad_fn  # the edge to x (see Context), inlined
+            node = x.grad_fn  # _edge(x), inlined
             ctx.next_edges = (x if node is None else node if node.n_out == 1 else (node, x._out_idx)),
             return _output(cls, ctx, cls.forward(ctx, x), dev, flags, True)
         return _output(cls, ctx, cls.forward(ctx, x), dev, flags, False)
@@ -355,14 +354,11 @@ def _output(cls, ctx, out, dev, flags, record):
     return res
 
 
-def _edge(a):
-    """The graph edge to argument ``a`` (see Context): None, a leaf Tensor, a node or (node, i)."""
-    if isinstance(a, Tensor) and a._requires_grad:
-        node = a.grad_fn
-        if node is None:
-            return a
-        return node if node.n_out == 1 else (node, a._out_idx)
-    return None
+def _edge(t):
+    """The graph edge (see Context) to ``t``, a Tensor that requires grad: the leaf itself, its
+    node, or (node, output index). apply() and unary() inline this expression."""
+    node = t.grad_fn
+    return t if node is None else node if node.n_out == 1 else (node, t._out_idx)
 
 
 def _wrap_outputs(cls, ctx, outs, dev, record, anomaly):

@@ -71,3 +71,26 @@ class Backend:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} for device type {self.device_type!r}>"
+
+
+# Shared by the backends' uniform()/normal(): NumPy's and CuPy's Generators have the same
+# random()/standard_normal(); draws are float32 for float32 and float64 otherwise, then cast.
+def _draw_dtype(dtype):
+    return np.float32 if np.dtype(dtype) == np.float32 else np.float64
+
+
+def _draw_uniform(gen, shape, low, high, dtype):
+    out = gen.random(shape, dtype=_draw_dtype(dtype))
+    if low != 0.0 or high != 1.0:
+        out *= high - low
+        out += low
+    return out.astype(dtype, copy=False)
+
+
+def _draw_normal(gen, shape, mean, std, dtype):
+    out = gen.standard_normal(shape, dtype=_draw_dtype(dtype))
+    if std != 1.0:
+        out *= std
+    if mean != 0.0:
+        out += mean
+    return out.astype(dtype, copy=False)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Backend
+from .base import Backend, _draw_normal, _draw_uniform
 
 __all__ = ["CupyBackend", "probe_cupy"]
 
@@ -93,22 +93,11 @@ class CupyBackend(Backend):
 
     def uniform(self, shape, low, high, dtype, device=None):
         with self._device(device):
-            kind = np.float32 if np.dtype(dtype) == np.float32 else np.float64
-            out = self._generator(device).random(shape, dtype=kind)
-            if low != 0.0 or high != 1.0:
-                out *= high - low
-                out += low
-            return out.astype(dtype, copy=False)
+            return _draw_uniform(self._generator(device), shape, low, high, dtype)
 
     def normal(self, shape, mean, std, dtype, device=None):
         with self._device(device):
-            kind = np.float32 if np.dtype(dtype) == np.float32 else np.float64
-            out = self._generator(device).standard_normal(shape, dtype=kind)
-            if std != 1.0:
-                out *= std
-            if mean != 0.0:
-                out += mean
-            return out.astype(dtype, copy=False)
+            return _draw_normal(self._generator(device), shape, mean, std, dtype)
 
     def permutation(self, n: int, device=None):
         # cupy.random.Generator has no permutation(); ranking i.i.d. uniforms gives a uniform one.

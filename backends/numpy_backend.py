@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from .base import Backend
+from .base import Backend, _draw_normal, _draw_uniform
 
 __all__ = ["NumpyBackend"]
 
@@ -53,20 +53,10 @@ class NumpyBackend(Backend):
         self._rng = np.random.default_rng(seed)
 
     def uniform(self, shape, low, high, dtype, device=None):
-        out = self._rng.random(shape, dtype=np.float64 if np.dtype(dtype) != np.float32 else np.float32)
-        if low != 0.0 or high != 1.0:
-            out *= high - low
-            out += low
-        return out.astype(dtype, copy=False)
+        return _draw_uniform(self._rng, shape, low, high, dtype)
 
     def normal(self, shape, mean, std, dtype, device=None):
-        kind = np.float32 if np.dtype(dtype) == np.float32 else np.float64
-        out = self._rng.standard_normal(shape, dtype=kind)
-        if std != 1.0:
-            out *= std
-        if mean != 0.0:
-            out += mean
-        return out.astype(dtype, copy=False)
+        return _draw_normal(self._rng, shape, mean, std, dtype)
 
     def permutation(self, n: int, device=None):
         return self._rng.permutation(n)

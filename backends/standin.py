@@ -33,7 +33,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .base import Backend
+from .base import Backend, _draw_normal, _draw_uniform
 
 __all__ = ["StandinArray", "StandinBackend", "xp", "install", "uninstall", "installed", "is_installed"]
 
@@ -637,21 +637,10 @@ class StandinBackend(Backend):
         self._generators.clear()
 
     def uniform(self, shape, low, high, dtype, device=None) -> StandinArray:
-        kind = np.float32 if np.dtype(dtype) == np.float32 else np.float64
-        out = self._generator(device).random(shape, dtype=kind)
-        if low != 0.0 or high != 1.0:
-            out *= high - low
-            out += low
-        return StandinArray(out.astype(dtype, copy=False))
+        return StandinArray(_draw_uniform(self._generator(device), shape, low, high, dtype))
 
     def normal(self, shape, mean, std, dtype, device=None) -> StandinArray:
-        kind = np.float32 if np.dtype(dtype) == np.float32 else np.float64
-        out = self._generator(device).standard_normal(shape, dtype=kind)
-        if std != 1.0:
-            out *= std
-        if mean != 0.0:
-            out += mean
-        return StandinArray(out.astype(dtype, copy=False))
+        return StandinArray(_draw_normal(self._generator(device), shape, mean, std, dtype))
 
     def permutation(self, n: int, device=None) -> StandinArray:
         return StandinArray(self._generator(device).permutation(n))

@@ -84,25 +84,23 @@ def _is_graph(x) -> bool:
     return isinstance(x, Tensor)
 
 
-def _log_softmax_array(xp, x, axis: int):
+def _shift_by_max(xp, x, axis: int):
+    """``x`` minus its maximum along ``axis``, so that exp() of it cannot overflow."""
     m = x.max(axis=axis, keepdims=True)
     # A row that is all -inf would give -inf - -inf = NaN in the shift; shift such rows by 0.
     m = xp.where(xp.isfinite(m), m, 0)
-    shifted = x - m
+    return x - m
+
+
+def _log_softmax_array(xp, x, axis: int):
+    shifted = _shift_by_max(xp, x, axis)
     with np.errstate(divide="ignore"):
         return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
 
 
 def _softmax_array(xp, x, axis: int):
-    m = x.max(axis=axis, keepdims=True)
-    m = xp.where(xp.isfinite(m), m, 0)
-    e = xp.exp(x - m)
+    e = xp.exp(_shift_by_max(xp, x, axis))
     return e / e.sum(axis=axis, keepdims=True)
-
-
-def _expand(a, shape_with_one):
-    """Per-sample values (array or Tensor) reshaped to broadcast against (..., C, ...)."""
-    return a.reshape(shape_with_one)
 
 
 # -- linear ---------------------------------------------------------------------------------------------
@@ -650,12 +648,12 @@ class _CrossEntropy(Function):
                 return gx, None
         gk = g.reshape(ctx.kshape) if ctx.reduction == "none" else g
         if ctx.soft:
-            tgt = target
-            coef = _soft_coef(tgt, wb, eps, C)
+            coef = _soft_coef(target, wb, eps, C)
         else:
-            coef = ctx.onehot * _expand(ctx.w_t * (1.0 - eps), ctx.kshape)
+            # Per-sample factors reshaped to broadcast against the (..., C, ...) one-hot.
+            coef = ctx.onehot * (ctx.w_t * (1.0 - eps)).reshape(ctx.kshape)
             if eps:
-                spread = _expand(ctx.valid.astype(ctx.w_t.dtype) * (eps / C), ctx.kshape)
+                spread = (ctx.valid.astype(ctx.w_t.dtype) * (eps / C)).reshape(ctx.kshape)
                 smooth = (wb if wb is not None else 1.0) * spread
                 coef = coef + smooth
             coef = coef.astype(ctx.w_t.dtype, copy=False)

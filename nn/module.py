@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator, NamedTuple
 import numpy as np
 
 import autograd as ag
-from autograd.tensor import _counter
+from autograd.tensor import _counter, _is_dtype_name
 from autograd import Tensor
 from backends.device import Device, as_device
 
@@ -448,19 +448,11 @@ def _parse_to_args(args, kwargs):
     for a in args:
         if isinstance(a, Tensor):
             device, dtype = a.device, a.dtype
-        elif isinstance(a, Device) or (isinstance(a, str) and not _names_dtype(a)):
+        elif isinstance(a, (str, Device)) and not _is_dtype_name(a):  # as Tensor.to reads its arguments
             device = a
         else:
             dtype = a
     return (as_device(device) if device is not None else None), (np.dtype(dtype) if dtype is not None else None)
-
-
-def _names_dtype(text: str) -> bool:
-    try:
-        np.dtype(text)
-    except TypeError:
-        return False
-    return True
 
 
 def _converted(t: Tensor, device, dtype) -> Tensor:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .optimizer import Optimizer, ParamsT, _at_least_zero
+from .optimizer import Optimizer, ParamsT, _at_least_zero, _l2_decayed
 
 __all__ = ["Adagrad", "adagrad_update"]
 
@@ -15,11 +15,7 @@ def adagrad_update(
     """One Adagrad step on arrays, in place (torch's ``_single_tensor_adagrad``); ``step`` is the
     count after this step. ``scratch`` is two work arrays shaped like ``param``."""
     s0, s1 = scratch
-    d = grad
-    if weight_decay != 0:
-        xp.multiply(param, weight_decay, out=s0)
-        xp.add(grad, s0, out=s0)  # grad + wd * param
-        d = s0
+    d = grad if weight_decay == 0 else _l2_decayed(xp, grad, param, weight_decay, out=s0)
     clr = lr / (1 + (step - 1) * lr_decay)
     xp.multiply(d, d, out=s1)
     xp.add(state_sum, s1, out=state_sum)
@@ -72,7 +68,7 @@ class Adagrad(Optimizer):
         eps = float(group["eps"])
         kernel = self._kernel
         for p in group["params"]:
-            g = p.grad
+            g = p._grad  # parameters are leaves: the .grad property adds nothing but a call
             if g is None:
                 continue
             state = self._state_of(p)

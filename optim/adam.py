@@ -6,21 +6,9 @@ from typing import Any
 
 from backends import cupy_kernels
 
-from .optimizer import Optimizer, ParamsT, _at_least_zero, _in_unit_interval
+from .optimizer import Optimizer, ParamsT, _at_least_zero, _in_unit_interval, _l2_decayed, lerp_
 
 __all__ = ["Adam", "AdamW", "adam_update", "lerp_"]
-
-
-def lerp_(start, end, weight: float, tmp, *, xp) -> None:
-    """``start += weight * (end - start)`` in place, with torch's two-sided formula (it switches to
-    ``end - (end - start) * (1 - weight)`` for weights >= 0.5, which rounds better there)."""
-    xp.subtract(end, start, out=tmp)
-    if abs(weight) < 0.5:
-        xp.multiply(tmp, weight, out=tmp)
-        xp.add(start, tmp, out=start)
-    else:
-        xp.multiply(tmp, 1 - weight, out=tmp)
-        xp.subtract(end, tmp, out=start)
 
 
 def adam_update(
@@ -35,9 +23,7 @@ def adam_update(
         if decoupled_weight_decay:
             xp.multiply(param, 1 - lr * weight_decay, out=param)
         else:
-            xp.multiply(param, weight_decay, out=s0)
-            xp.add(grad, s0, out=s0)  # grad + wd * param
-            d = s0
+            d = _l2_decayed(xp, grad, param, weight_decay, out=s0)
     lerp_(exp_avg, d, 1 - beta1, s1, xp=xp)
     xp.multiply(exp_avg_sq, beta2, out=exp_avg_sq)
     xp.multiply(d, 1 - beta2, out=s1)  # torch's addcmul order: (value * g) * g
@@ -97,7 +83,7 @@ class Adam(Optimizer):
         # The fused GPU kernel stands in only for the stock update, never for one a subclass swapped in.
         fusable = kernel is adam_update
         for p in group["params"]:
-            g = p.grad
+            g = p._grad  # parameters are leaves: the .grad property adds nothing but a call
             if g is None:
                 continue
             state = self._state_of(p)

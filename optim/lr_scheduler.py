@@ -75,7 +75,7 @@ class LRScheduler:
             raise RuntimeError(f"{type(self).__name__} computed {len(values)} learning rates for {len(groups)} groups")
         for group, lr in zip(groups, values):
             group["lr"] = lr
-        self._last_lr = [group["lr"] for group in groups]
+        self._last_lr = self._current_lrs()
 
     def _current_lrs(self) -> list[float]:
         return [group["lr"] for group in self.optimizer.param_groups]

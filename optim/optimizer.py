@@ -3,7 +3,7 @@
 Subclasses implement ``_update_group(group)`` (one step for one group) and ``_check_options(options, where)``
 (hyperparameter validation). The update math of each optimizer is a small function over arrays
 (``sgd_update``, ``adam_update``...) so that a fused kernel can replace it without touching the
-bookkeeping here.
+bookkeeping here; the in-place array steps those functions share are at the end of this module.
 """
 from __future__ import annotations
 
@@ -379,3 +379,27 @@ def _in_unit_interval(value: Any, label: str, where: str) -> float:
     if not 0.0 <= value < 1.0:
         raise ValueError(f"Invalid {label}: {value!r}{where} (must be in [0, 1))")
     return float(value)
+
+
+# -- in-place array steps shared by the update functions ----------------------------------------------
+# Each keeps torch's order of operations, which the parity tests hold to bit-level agreement. The short
+# blocks every step runs (moment updates, the final addcdiv) stay inline in each update function: one more
+# Python call per parameter is measurable on small models.
+
+def _l2_decayed(xp, grad, param, weight_decay: float, out):
+    """``grad + weight_decay * param`` into ``out`` (L2 weight decay added to the gradient), returned."""
+    xp.multiply(param, weight_decay, out=out)
+    xp.add(grad, out, out=out)
+    return out
+
+
+def lerp_(start, end, weight: float, tmp, *, xp) -> None:
+    """``start += weight * (end - start)`` in place, with torch's two-sided formula (it switches to
+    ``end - (end - start) * (1 - weight)`` for weights >= 0.5, which rounds better there)."""
+    xp.subtract(end, start, out=tmp)
+    if abs(weight) < 0.5:
+        xp.multiply(tmp, weight, out=tmp)
+        xp.add(start, tmp, out=start)
+    else:
+        xp.multiply(tmp, 1 - weight, out=tmp)
+        xp.subtract(end, tmp, out=start)

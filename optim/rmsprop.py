@@ -4,8 +4,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .adam import lerp_
-from .optimizer import Optimizer, ParamsT, _at_least_zero
+from .optimizer import Optimizer, ParamsT, _at_least_zero, _l2_decayed, lerp_
 
 __all__ = ["RMSprop", "rmsprop_update"]
 
@@ -18,11 +17,7 @@ def rmsprop_update(
     used when ``centered``, ``momentum_buffer`` when ``momentum > 0``; ``scratch`` is two work
     arrays shaped like ``param``."""
     s0, s1 = scratch
-    d = grad
-    if weight_decay != 0:
-        xp.multiply(param, weight_decay, out=s0)
-        xp.add(grad, s0, out=s0)  # grad + wd * param
-        d = s0
+    d = grad if weight_decay == 0 else _l2_decayed(xp, grad, param, weight_decay, out=s0)
     xp.multiply(square_avg, alpha, out=square_avg)
     xp.multiply(d, 1 - alpha, out=s1)  # torch's addcmul order: (value * g) * g
     xp.multiply(s1, d, out=s1)
@@ -82,7 +77,7 @@ class RMSprop(Optimizer):
         centered = bool(group["centered"])
         kernel = self._kernel
         for p in group["params"]:
-            g = p.grad
+            g = p._grad  # parameters are leaves: the .grad property adds nothing but a call
             if g is None:
                 continue
             state = self._state_of(p)

@@ -6,7 +6,7 @@ from typing import Any
 
 from backends import cupy_kernels
 
-from .optimizer import Optimizer, ParamsT, _at_least_zero, _real
+from .optimizer import Optimizer, ParamsT, _at_least_zero, _l2_decayed, _real
 
 __all__ = ["SGD", "sgd_update"]
 
@@ -22,11 +22,7 @@ def sgd_update(
     shaped like ``param``; ``grad`` is only read.
     """
     s0, s1 = scratch
-    d = grad
-    if weight_decay != 0:
-        xp.multiply(param, weight_decay, out=s0)
-        xp.add(grad, s0, out=s0)  # grad + wd * param
-        d = s0
+    d = grad if weight_decay == 0 else _l2_decayed(xp, grad, param, weight_decay, out=s0)
     if momentum != 0:
         buf = momentum_buffer
         if first_step:
@@ -95,7 +91,7 @@ class SGD(Optimizer):
         # The fused GPU kernel needs a momentum buffer, and stands in only for the stock update.
         fusable = momentum != 0 and kernel is sgd_update
         for p in group["params"]:
-            g = p.grad
+            g = p._grad  # parameters are leaves: the .grad property adds nothing but a call
             if g is None:
                 continue
             buf = None

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -24,11 +24,10 @@ class Config:
     seed: int = 0
     compare: tuple[str, ...] = ("numpy", "torch")
     repeat: int | None = None               # overrides every workload's default repetition count
-    extra: dict = field(default_factory=dict)
 
-    @property
-    def tiny(self) -> bool:
-        return self.size == "tiny"
+    def repeat_or(self, default: int) -> int:
+        """The samples to take: ``repeat`` when given, else the workload's ``default``."""
+        return self.repeat if self.repeat is not None else default
 
 
 class Impl:

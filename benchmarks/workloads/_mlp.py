@@ -33,45 +33,20 @@ def setup(layers: list[int], batch: int, cfg: Config) -> dict:
     return {"layers": list(layers), "params": params, "x": x, "y": y}
 
 
-def param_names(n_layers: int) -> list[str]:
-    return [f"{kind}{i}" for i in range(n_layers) for kind in ("W", "b")]
-
-
-# -- xpgrad ---------------------------------------------------------------------------------------
-def xpgrad_model(params: list[tuple[np.ndarray, np.ndarray]], device: str, dtype):
-    """nn.Sequential(Linear, ReLU, ..., Linear) holding exactly ``params``; returns (model, linears)."""
-    import autograd as ag
-    import nn
-
+def _linear_relu_stack(lib, params) -> tuple[list, list]:
+    """Linear, ReLU, ..., Linear from ``lib`` (``nn`` or ``torch.nn``, same spelling) shaped like ``params``."""
     linears, mods = [], []
     for i, (w, _) in enumerate(params):
-        lin = nn.Linear(w.shape[1], w.shape[0])
+        lin = lib.Linear(w.shape[1], w.shape[0])
         linears.append(lin)
         mods.append(lin)
         if i < len(params) - 1:
-            mods.append(nn.ReLU())
-    model = nn.Sequential(*mods)
-    model.to(np.dtype(dtype))
-    model.to(device)
-    with ag.no_grad():
-        for lin, (w, b) in zip(linears, params):
-            lin.weight.copy_(ag.tensor(w, device=device))
-            lin.bias.copy_(ag.tensor(b, device=device))
-    return model, linears
+            mods.append(lib.ReLU())
+    return mods, linears
 
 
-class XpgradMLP(Impl):
-    def __init__(self, data: dict, cfg: Config, lr: float) -> None:
-        import autograd as ag
-        import nn
-        import optim
-
-        self.model, self.linears = xpgrad_model(data["params"], cfg.device, cfg.dtype)
-        self.x = ag.tensor(data["x"], device=cfg.device)
-        self.y = ag.tensor(data["y"], device=cfg.device)
-        self.cross_entropy = nn.functional.cross_entropy
-        self.optimizer = optim.SGD(self.model.parameters(), lr=lr)
-        self.sync = xpgrad_sync(cfg.device)
+class _EngineMLP(Impl):
+    """The step through an autograd engine; subclasses set model, linears, x, y, cross_entropy, optimizer."""
 
     def forward_backward(self):
         self.optimizer.zero_grad(set_to_none=True)
@@ -87,9 +62,44 @@ class XpgradMLP(Impl):
         loss = self.forward_backward()
         grads = {}
         for i, lin in enumerate(self.linears):
-            grads[f"W{i}"] = lin.weight.grad.numpy()
-            grads[f"b{i}"] = lin.bias.grad.numpy()
+            grads[f"W{i}"] = self._host(lin.weight.grad)
+            grads[f"b{i}"] = self._host(lin.bias.grad)
         return float(loss.item()), grads
+
+
+# -- xpgrad ---------------------------------------------------------------------------------------
+def xpgrad_model(params: list[tuple[np.ndarray, np.ndarray]], device: str, dtype):
+    """nn.Sequential(Linear, ReLU, ..., Linear) holding exactly ``params``; returns (model, linears)."""
+    import autograd as ag
+    import nn
+
+    mods, linears = _linear_relu_stack(nn, params)
+    model = nn.Sequential(*mods)
+    model.to(np.dtype(dtype))
+    model.to(device)
+    with ag.no_grad():
+        for lin, (w, b) in zip(linears, params):
+            lin.weight.copy_(ag.tensor(w, device=device))
+            lin.bias.copy_(ag.tensor(b, device=device))
+    return model, linears
+
+
+class XpgradMLP(_EngineMLP):
+    def __init__(self, data: dict, cfg: Config, lr: float) -> None:
+        import autograd as ag
+        import nn
+        import optim
+
+        self.model, self.linears = xpgrad_model(data["params"], cfg.device, cfg.dtype)
+        self.x = ag.tensor(data["x"], device=cfg.device)
+        self.y = ag.tensor(data["y"], device=cfg.device)
+        self.cross_entropy = nn.functional.cross_entropy
+        self.optimizer = optim.SGD(self.model.parameters(), lr=lr)
+        self.sync = xpgrad_sync(cfg.device)
+
+    @staticmethod
+    def _host(t):
+        return t.numpy()
 
 
 # -- hand-written reference -------------------------------------------------------------------------
@@ -160,13 +170,7 @@ def torch_model(params, device: str, dtype):
     import torch
 
     configure_torch_threads()
-    linears, mods = [], []
-    for i, (w, b) in enumerate(params):
-        lin = torch.nn.Linear(w.shape[1], w.shape[0])
-        linears.append(lin)
-        mods.append(lin)
-        if i < len(params) - 1:
-            mods.append(torch.nn.ReLU())
+    mods, linears = _linear_relu_stack(torch.nn, params)
     model = torch.nn.Sequential(*mods).to(device=torch_device(device), dtype=torch_dtype(dtype))
     with torch.no_grad():
         for lin, (w, b) in zip(linears, params):
@@ -175,35 +179,21 @@ def torch_model(params, device: str, dtype):
     return model, linears
 
 
-class TorchMLP(Impl):
+class TorchMLP(_EngineMLP):
     def __init__(self, data: dict, cfg: Config, lr: float) -> None:
         import torch
 
-        self.torch = torch
         dev = torch_device(cfg.device)
         self.model, self.linears = torch_model(data["params"], cfg.device, cfg.dtype)
         self.x = torch.from_numpy(data["x"]).to(dev)
         self.y = torch.from_numpy(data["y"]).to(dev)
+        self.cross_entropy = torch.nn.functional.cross_entropy
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=lr)
         self.sync = torch_sync(cfg.device)
 
-    def forward_backward(self):
-        self.optimizer.zero_grad(set_to_none=True)
-        loss = self.torch.nn.functional.cross_entropy(self.model(self.x), self.y)
-        loss.backward()
-        return loss
-
-    def step(self) -> None:
-        self.forward_backward()
-        self.optimizer.step()
-
-    def check(self):
-        loss = self.forward_backward()
-        grads = {}
-        for i, lin in enumerate(self.linears):
-            grads[f"W{i}"] = lin.weight.grad.detach().cpu().numpy()
-            grads[f"b{i}"] = lin.bias.grad.detach().cpu().numpy()
-        return float(loss.item()), grads
+    @staticmethod
+    def _host(t):
+        return t.detach().cpu().numpy()
 
 
 IMPLS = {"xpgrad": XpgradMLP, "numpy": NumpyMLP, "torch": TorchMLP}

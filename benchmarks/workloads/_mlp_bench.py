@@ -16,7 +16,7 @@ def build_mlp_bench(name: str, size: dict, cfg: Config, lr: float) -> Bench:
     layers = "-".join(str(n) for n in size["layers"])
     return Bench(
         name, "ms/step", 1e3, [Contender(n, i.step, i.sync) for n, i in impls.items()],
-        repeat=cfg.repeat if cfg.repeat is not None else 20, rate_unit="steps/s",
+        repeat=cfg.repeat_or(20), rate_unit="steps/s",
         info={"layers": size["layers"], "batch": size["batch"], "lr": lr,
               "description": f"MLP {layers}, ReLU, softmax cross-entropy, SGD lr {lr}, batch {size['batch']}: "
                              "zero_grad(set_to_none) + forward + backward + step"},

@@ -126,7 +126,7 @@ def build(cfg: Config) -> list[Bench]:
     n = sum(int(np.prod(s)) for s in SIZES[cfg.size])
     return [Bench(
         "adam_step", "ms", 1e3, [Contender(k, i.step, i.sync) for k, i in impls.items()],
-        repeat=cfg.repeat if cfg.repeat is not None else 20,
+        repeat=cfg.repeat_or(20),
         info={"parameters": n, "shapes": SIZES[cfg.size], "lr": LR, "betas": BETAS, "eps": EPS,
               "description": f"optimizer.step() of Adam over {n:,} parameters with gradients already set"},
     )]

@@ -22,7 +22,8 @@ import numpy as np
 from ..runner import Bench, Contender
 from . import _mlp
 from ._common import (
-    Config, Impl, array_module, configure_torch_threads, construct, to_device_array, torch_device, torch_sync, xp_sync,
+    Config, Impl, array_module, configure_torch_threads, construct, softmax_cross_entropy, to_device_array,
+    torch_device, torch_sync, xp_sync,
 )
 from .adam_step import NumpyAdam
 
@@ -79,7 +80,8 @@ class _Loop(Impl):
     def run(self) -> float | None:
         (x_all, y_all), (x_test, y_test) = self.data
         (x_tr, y_tr), (x_val, y_val) = _split(x_all, y_all)
-        state = self.state = self.prepare(x_tr, y_tr, x_val, y_val, x_test, y_test)
+        arrays = {"x_tr": x_tr, "y_tr": y_tr, "x_val": x_val, "y_val": y_val, "x_test": x_test, "y_test": y_test}
+        state = self.state = self.prepare(arrays)
         rng = np.random.default_rng(self.cfg.seed)
         n = len(x_tr)
         start = time.perf_counter()
@@ -94,16 +96,15 @@ class _Loop(Impl):
 
 
 class NumpyDigits(_Loop):
-    def prepare(self, x_tr, y_tr, x_val, y_val, x_test, y_test):
+    def prepare(self, arrays: dict) -> dict:
         xp = self.xp = array_module(self.cfg.device)
-        model = _mlp.NumpyMLP({"params": self.weights, "x": x_tr[:1], "y": y_tr[:1]}, self.cfg, LR)
+        model = _mlp.NumpyMLP({"params": self.weights, "x": arrays["x_tr"][:1], "y": arrays["y_tr"][:1]}, self.cfg, LR)
         # the model's arrays must not alias the shared initial weights: Adam updates them in place
         model.weights = [xp.array(w, copy=True) for w in model.weights]
         model.biases = [xp.array(b, copy=True) for b in model.biases]
         params = model.weights + model.biases
         adam = NumpyAdam(None, xp=xp, params=params, grads=[None] * len(params), lr=LR)
-        dev = {k: to_device_array(v, xp) for k, v in
-               dict(x_tr=x_tr, y_tr=y_tr, x_val=x_val, y_val=y_val, x_test=x_test, y_test=y_test).items()}
+        dev = {k: to_device_array(v, xp) for k, v in arrays.items()}
         self.sync = xp_sync(xp)
         return {"model": model, "adam": adam, **dev}
 
@@ -134,8 +135,6 @@ class NumpyDigits(_Loop):
         return h
 
     def evaluate(self, s, which: str) -> float:
-        from ._common import softmax_cross_entropy
-
         x, y = s[f"x_{which}"], s[f"y_{which}"]
         loss_sum = acc_sum = 0.0
         for lo, hi in _batches(len(x), EVAL_BATCH):
@@ -147,81 +146,15 @@ class NumpyDigits(_Loop):
         return float(acc_sum) / len(x)
 
 
-class TorchDigits(_Loop):
-    def prepare(self, x_tr, y_tr, x_val, y_val, x_test, y_test):
-        import torch
+class _EngineLoop(_Loop):
+    """Training and evaluation through an autograd engine (``lib``: ``torch`` or ``autograd``, same spelling);
+    subclasses supply ``cross_entropy``, ``_index`` and ``_mean_correct``."""
 
-        configure_torch_threads()
-        self.torch = torch
-        dev = torch_device(self.cfg.device)
-        model, _ = _mlp.torch_model(self.weights, self.cfg.device, np.float32)
-        optimizer = torch.optim.Adam(model.parameters(), lr=LR)
-        arrays = dict(x_tr=x_tr, y_tr=y_tr, x_val=x_val, y_val=y_val, x_test=x_test, y_test=y_test)
-        tensors = {k: torch.from_numpy(np.ascontiguousarray(v)).to(dev) for k, v in arrays.items()}
-        self.sync = torch_sync(self.cfg.device)
-        return {"model": model, "opt": optimizer, "dev": dev, **tensors}
+    lib = None
 
     def train_epoch(self, s, order) -> None:
-        torch = self.torch
-        F = torch.nn.functional
         model, opt = s["model"], s["opt"]
-        order = torch.from_numpy(order).to(s["dev"])
-        total_loss = total_acc = None
-        for lo, hi in _batches(len(order), BATCH):
-            idx = order[lo:hi]
-            xb, yb = s["x_tr"][idx], s["y_tr"][idx]
-            opt.zero_grad(set_to_none=True)
-            out = model(xb)
-            loss = F.cross_entropy(out, yb)
-            loss.backward()
-            opt.step()
-            n = hi - lo
-            with torch.no_grad():
-                step_loss = loss.detach() * n
-                step_acc = (out.argmax(dim=1) == yb).double().mean() * n
-                total_loss = step_loss if total_loss is None else total_loss + step_loss
-                total_acc = step_acc if total_acc is None else total_acc + step_acc
-        total_loss.item(), total_acc.item()
-
-    def evaluate(self, s, which: str) -> float:
-        torch = self.torch
-        x, y = s[f"x_{which}"], s[f"y_{which}"]
-        model = s["model"]
-        model.eval()
-        with torch.no_grad():
-            loss_sum = acc_sum = None
-            for lo, hi in _batches(len(x), EVAL_BATCH):
-                out = model(x[lo:hi])
-                l_ = torch.nn.functional.cross_entropy(out, y[lo:hi]) * (hi - lo)
-                a_ = (out.argmax(dim=1) == y[lo:hi]).double().mean() * (hi - lo)
-                loss_sum = l_ if loss_sum is None else loss_sum + l_
-                acc_sum = a_ if acc_sum is None else acc_sum + a_
-        model.train()
-        loss_sum.item()
-        return acc_sum.item() / len(x)
-
-
-class LocalXpgradDigits(_Loop):
-    """Stand-in for ``examples.digits_mlp.train`` written against nn/optim (same schedule)."""
-
-    def prepare(self, x_tr, y_tr, x_val, y_val, x_test, y_test):
-        import autograd as ag
-        import nn
-        import optim
-
-        self.ag = ag
-        dev = self.cfg.device
-        model, _ = _mlp.xpgrad_model(self.weights, dev, np.float32)
-        optimizer = optim.Adam(model.parameters(), lr=LR)
-        arrays = dict(x_tr=x_tr, y_tr=y_tr, x_val=x_val, y_val=y_val, x_test=x_test, y_test=y_test)
-        tensors = {k: ag.tensor(v, device=dev) for k, v in arrays.items()}
-        self.cross_entropy = nn.functional.cross_entropy
-        return {"model": model, "opt": optimizer, "dev": dev, **tensors}
-
-    def train_epoch(self, s, order) -> None:
-        ag = self.ag
-        model, opt = s["model"], s["opt"]
-        order = ag.tensor(order, device=s["dev"])
+        order = self._index(order, s["dev"])
         total_loss = total_acc = None
         for lo, hi in _batches(len(order), BATCH):
             idx = order[lo:hi]
@@ -232,26 +165,76 @@ class LocalXpgradDigits(_Loop):
             loss.backward()
             opt.step()
             n = hi - lo
-            with ag.no_grad():
+            with self.lib.no_grad():
                 step_loss = loss.detach() * n
-                step_acc = (out.argmax(axis=-1) == yb).astype(ag.float64).mean() * n
+                step_acc = self._mean_correct(out, yb) * n
                 total_loss = step_loss if total_loss is None else total_loss + step_loss
                 total_acc = step_acc if total_acc is None else total_acc + step_acc
         total_loss.item(), total_acc.item()
 
     def evaluate(self, s, which: str) -> float:
-        ag = self.ag
         x, y = s[f"x_{which}"], s[f"y_{which}"]
-        with ag.no_grad():
+        with self.lib.no_grad():
             loss_sum = acc_sum = None
             for lo, hi in _batches(x.shape[0], EVAL_BATCH):
                 out = s["model"](x[lo:hi])
                 l_ = self.cross_entropy(out, y[lo:hi]) * (hi - lo)
-                a_ = (out.argmax(axis=-1) == y[lo:hi]).astype(ag.float64).mean() * (hi - lo)
+                a_ = self._mean_correct(out, y[lo:hi]) * (hi - lo)
                 loss_sum = l_ if loss_sum is None else loss_sum + l_
                 acc_sum = a_ if acc_sum is None else acc_sum + a_
         loss_sum.item()
         return acc_sum.item() / x.shape[0]
+
+
+class TorchDigits(_EngineLoop):
+    def prepare(self, arrays: dict) -> dict:
+        import torch
+
+        configure_torch_threads()
+        self.lib = torch
+        self.cross_entropy = torch.nn.functional.cross_entropy
+        dev = torch_device(self.cfg.device)
+        model, _ = _mlp.torch_model(self.weights, self.cfg.device, np.float32)
+        optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+        tensors = {k: torch.from_numpy(np.ascontiguousarray(v)).to(dev) for k, v in arrays.items()}
+        self.sync = torch_sync(self.cfg.device)
+        return {"model": model, "opt": optimizer, "dev": dev, **tensors}
+
+    def _index(self, order: np.ndarray, dev):
+        return self.lib.from_numpy(order).to(dev)
+
+    @staticmethod
+    def _mean_correct(out, y):
+        return (out.argmax(dim=1) == y).double().mean()
+
+    def evaluate(self, s, which: str) -> float:
+        s["model"].eval()
+        accuracy = super().evaluate(s, which)
+        s["model"].train()
+        return accuracy
+
+
+class LocalXpgradDigits(_EngineLoop):
+    """Stand-in for ``examples.digits_mlp.train`` written against nn/optim (same schedule)."""
+
+    def prepare(self, arrays: dict) -> dict:
+        import autograd as ag
+        import nn
+        import optim
+
+        self.lib = ag
+        self.cross_entropy = nn.functional.cross_entropy
+        dev = self.cfg.device
+        model, _ = _mlp.xpgrad_model(self.weights, dev, np.float32)
+        optimizer = optim.Adam(model.parameters(), lr=LR)
+        tensors = {k: ag.tensor(v, device=dev) for k, v in arrays.items()}
+        return {"model": model, "opt": optimizer, "dev": dev, **tensors}
+
+    def _index(self, order: np.ndarray, dev):
+        return self.lib.tensor(order, device=dev)
+
+    def _mean_correct(self, out, y):
+        return (out.argmax(axis=-1) == y).astype(self.lib.float64).mean()
 
 
 class ExampleXpgradDigits(Impl):
@@ -301,5 +284,5 @@ def build(cfg: Config) -> list[Bench]:
 
     return [Bench(
         "digits", f"s to {size['target']:.0%}", 1.0, [Contender(n, wrap(n, i)) for n, i in impls.items()],
-        kind="value", repeat=cfg.repeat if cfg.repeat is not None else 3, warmup=0, info=info,
+        kind="value", repeat=cfg.repeat_or(3), warmup=0, info=info,
     )]

@@ -46,25 +46,16 @@ def setup(cfg: Config) -> dict:
     }
 
 
-class XpgradLSTM(Impl):
-    def __init__(self, data: dict, cfg: Config) -> None:
-        import autograd as ag
-        import nn
+class _EngineLSTM(Impl):
+    """The step through an autograd engine; subclasses set embedding, lstm, tokens, targets, cross_entropy."""
 
-        self.embedding = nn.Embedding(data["vocab"], data["embed"])
-        self.lstm = nn.LSTM(data["embed"], data["hidden"])
-        for module in (self.embedding, self.lstm):
-            module.to(np.dtype(cfg.dtype))
-            module.to(cfg.device)
+    def _adopt(self, data: dict, no_grad, as_tensor) -> None:
+        """Name the parameters as GRAD_NAMES does and overwrite them with ``data``'s values."""
         self.named = {"embedding": self.embedding.weight}
         self.named.update({k: getattr(self.lstm, k) for k in GRAD_NAMES[1:]})
-        with ag.no_grad():
+        with no_grad():
             for k, p in self.named.items():
-                p.copy_(ag.tensor(data[k], device=cfg.device))
-        self.tokens = ag.tensor(data["tokens"], device=cfg.device)
-        self.targets = ag.tensor(data["targets"], device=cfg.device)
-        self.cross_entropy = nn.functional.cross_entropy
-        self.sync = xpgrad_sync(cfg.device)
+                p.copy_(as_tensor(data[k]))
 
     def _forward_backward(self):
         for p in self.named.values():
@@ -79,7 +70,28 @@ class XpgradLSTM(Impl):
 
     def check(self):
         loss = self._forward_backward()
-        return float(loss.item()), {k: p.grad.numpy() for k, p in self.named.items()}
+        return float(loss.item()), {k: self._host(p.grad) for k, p in self.named.items()}
+
+
+class XpgradLSTM(_EngineLSTM):
+    def __init__(self, data: dict, cfg: Config) -> None:
+        import autograd as ag
+        import nn
+
+        self.embedding = nn.Embedding(data["vocab"], data["embed"])
+        self.lstm = nn.LSTM(data["embed"], data["hidden"])
+        for module in (self.embedding, self.lstm):
+            module.to(np.dtype(cfg.dtype))
+            module.to(cfg.device)
+        self._adopt(data, ag.no_grad, lambda a: ag.tensor(a, device=cfg.device))
+        self.tokens = ag.tensor(data["tokens"], device=cfg.device)
+        self.targets = ag.tensor(data["targets"], device=cfg.device)
+        self.cross_entropy = nn.functional.cross_entropy
+        self.sync = xpgrad_sync(cfg.device)
+
+    @staticmethod
+    def _host(t):
+        return t.numpy()
 
 
 class NumpyLSTM(Impl):
@@ -153,38 +165,23 @@ class NumpyLSTM(Impl):
         return float(loss), {k: to_host(v) for k, v in grads.items()}
 
 
-class TorchLSTM(Impl):
+class TorchLSTM(_EngineLSTM):
     def __init__(self, data: dict, cfg: Config) -> None:
         import torch
 
         configure_torch_threads()
-        self.torch = torch
         dev, dt = torch_device(cfg.device), torch_dtype(cfg.dtype)
         self.embedding = torch.nn.Embedding(data["vocab"], data["embed"]).to(device=dev, dtype=dt)
         self.lstm = torch.nn.LSTM(data["embed"], data["hidden"]).to(device=dev, dtype=dt)
-        self.named = {"embedding": self.embedding.weight}
-        self.named.update({k: getattr(self.lstm, k) for k in GRAD_NAMES[1:]})
-        with torch.no_grad():
-            for k, p in self.named.items():
-                p.copy_(torch.from_numpy(data[k]))
+        self._adopt(data, torch.no_grad, torch.from_numpy)
         self.tokens = torch.from_numpy(data["tokens"]).to(dev)
         self.targets = torch.from_numpy(data["targets"]).to(dev)
+        self.cross_entropy = torch.nn.functional.cross_entropy
         self.sync = torch_sync(cfg.device)
 
-    def _forward_backward(self):
-        for p in self.named.values():
-            p.grad = None
-        _, (h_n, _) = self.lstm(self.embedding(self.tokens))
-        loss = self.torch.nn.functional.cross_entropy(h_n[0], self.targets)
-        loss.backward()
-        return loss
-
-    def step(self) -> None:
-        self._forward_backward()
-
-    def check(self):
-        loss = self._forward_backward()
-        return float(loss.item()), {k: p.grad.detach().cpu().numpy() for k, p in self.named.items()}
+    @staticmethod
+    def _host(t):
+        return t.detach().cpu().numpy()
 
 
 def implementations(cfg: Config) -> dict[str, Impl]:
@@ -198,7 +195,7 @@ def build(cfg: Config) -> list[Bench]:
     s = SIZES[cfg.size]
     return [Bench(
         "lstm", "ms/step", 1e3, [Contender(k, i.step, i.sync) for k, i in impls.items()],
-        repeat=cfg.repeat if cfg.repeat is not None else 20, rate_unit="steps/s",
+        repeat=cfg.repeat_or(20), rate_unit="steps/s",
         info={**s, "description": "Embedding + LSTM forward and backward (BPTT), cross-entropy of the last hidden "
                                   f"state; seq {s['seq']}, batch {s['batch']}, hidden {s['hidden']}, "
                                   f"embedding {s['embed']}, vocab {s['vocab']}"},

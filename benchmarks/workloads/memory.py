@@ -230,7 +230,7 @@ def build(cfg: Config) -> list[Bench]:
 
     return [Bench(
         "memory", "peak / min", 1.0 / minimum["total_bytes"], [Contender(n, make(n)) for n in contenders(cfg)],
-        kind="value", repeat=cfg.repeat if cfg.repeat is not None else 1, warmup=0, info=info,
+        kind="value", repeat=cfg.repeat_or(1), warmup=0, info=info,
     )]
 
 

@@ -142,8 +142,8 @@ def implementations(cfg: Config) -> dict[str, Impl]:
 
 def build(cfg: Config) -> list[Bench]:
     impls = implementations(cfg)
-    ops = setup(cfg)["ops"]
-    repeat = cfg.repeat if cfg.repeat is not None else 20
+    ops = SIZES[cfg.size]["ops"]
+    repeat = cfg.repeat_or(20)
     note = f"{ops} ops on a (16,) tensor per call; time per op"
     grad = Bench(
         "op_overhead", "µs/op", 1e6 / ops,
