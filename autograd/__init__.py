@@ -1,6 +1,6 @@
 """xpgrad's engine: tensors, the dynamic graph and reverse-mode differentiation to any order.
 
->>> import autograd as ag
+>>> from xpgrad import autograd as ag
 >>> x = ag.tensor([1.0, 2.0, 3.0], requires_grad=True)
 >>> (x * x).sum().backward()
 >>> x.grad
@@ -19,10 +19,19 @@ from .grad_mode import detect_anomaly, enable_grad, is_anomaly_enabled, is_grad_
 from .ops import *  # noqa: F401,F403  (the op functions: add, exp, sum, reshape, ...)
 from .ops import __all__ as _ops_all  # type: ignore[attr-defined]
 from .tensor import Tensor
-from backends.device import Device
+from xpgrad.backends.device import Device
 
 _install()
 
 from .testing import GradcheckError, gradcheck, gradgradcheck  # noqa: E402  (needs the ops above)
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "Tensor", "Function", "Context", "Device", "grad", "GradcheckError", "gradcheck", "gradgradcheck",
+    "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "detect_anomaly", "is_anomaly_enabled",
+    "arange", "empty", "eye", "from_numpy", "full", "full_like", "get_default_device", "set_default_device",
+    "manual_seed", "ones", "ones_like", "rand", "randn", "tensor", "zeros", "zeros_like",
+    "bool_", "float16", "float32", "float64", "int32", "int64", "get_default_dtype", "set_default_dtype",
+    *_ops_all,
+]

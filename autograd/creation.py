@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-import backends
-from backends.device import as_device
+from xpgrad import backends
+from xpgrad.backends.device import as_device
 
 from . import dtypes
 from .tensor import Tensor, _make

@@ -137,7 +137,7 @@ class Context:
     def ops(self):
         """The namespace a raw backward is written in: the array module on the raw path,
         ``autograd`` itself (its differentiable functions) under ``create_graph=True``."""
-        return self.xp if self._raw else sys.modules["autograd"]
+        return self.xp if self._raw else sys.modules["xpgrad.autograd"]
 
     @property
     def needs_input_grad(self) -> tuple:

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from backends.device import Device, as_device
+from xpgrad.backends.device import Device, as_device
 
 from . import dtypes
 from .grad_mode import state

@@ -1,6 +1,6 @@
 """Array backends for xpgrad: NumPy on the CPU, CuPy on NVIDIA GPUs, and any registered third party.
 
->>> import backends
+>>> from xpgrad import backends
 >>> backends.available()          # e.g. ['numpy'] or ['numpy', 'cupy']
 >>> backends.diagnose()           # why each backend is or is not usable here
 >>> backends.register("mine", MyBackend()); backends.unregister("mine")  # plug in, and back out

@@ -12,7 +12,7 @@ _lock = threading.Lock()
 _by_name: dict[str, Backend] = {}
 _by_device_type: dict[str, str] = {}
 # Factories imported only when first asked for, so the CPU path never imports CuPy.
-_lazy: dict[str, tuple[str, str, str]] = {"cupy": ("cuda", "backends.cupy_backend", "CupyBackend")}
+_lazy: dict[str, tuple[str, str, str]] = {"cupy": ("cuda", "xpgrad.backends.cupy_backend", "CupyBackend")}
 # For each registered name, who served each device type it took over (None: nobody, so a lazy
 # built-in may serve it again), so that unregister() can put things back as they were.
 _replaced: dict[str, dict[str, str | None]] = {}

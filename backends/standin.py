@@ -594,7 +594,7 @@ class StandinBackend(Backend):
                 return data
             return StandinArray(data._a.astype(dtype))
         module = getattr(type(data), "__module__", "") or ""
-        if module.startswith(("cupy", "autograd")):
+        if module.startswith(("cupy", "xpgrad")):
             raise TypeError(
                 f"cannot make a stand-in device array from a {module}.{type(data).__name__}; "
                 "pass host data (a NumPy array, list or number), or move a Tensor with t.to(device)"

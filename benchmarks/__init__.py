@@ -1,8 +1,8 @@
 """xpgrad benchmarks: xpgrad against a hand-written NumPy/CuPy reference and PyTorch.
 
-Command line: ``python -m benchmarks --help``. From Python::
+Command line: ``python -m xpgrad.benchmarks --help``. From Python::
 
-    from benchmarks import run_benchmarks
+    from xpgrad.benchmarks import run_benchmarks
     results = run_benchmarks(["mlp_small"], size="tiny", repeat=3)
 """
 from __future__ import annotations

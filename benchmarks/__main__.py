@@ -1,11 +1,11 @@
-"""python -m benchmarks: time xpgrad against a hand-written NumPy/CuPy reference and PyTorch.
+"""python -m xpgrad.benchmarks: time xpgrad against a hand-written NumPy/CuPy reference and PyTorch.
 
 Examples::
 
-    python -m benchmarks                               # everything, CPU, full size
-    python -m benchmarks --only mlp_small lstm --repeat 30
-    python -m benchmarks --device cuda --json bench.json --plot bench.png
-    python -m benchmarks --size tiny --compare numpy   # quick smoke run, no torch
+    python -m xpgrad.benchmarks                               # everything, CPU, full size
+    python -m xpgrad.benchmarks --only mlp_small lstm --repeat 30
+    python -m xpgrad.benchmarks --device cuda --json bench.json --plot bench.png
+    python -m xpgrad.benchmarks --size tiny --compare numpy   # quick smoke run, no torch
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def _compare(text: str) -> tuple[str, ...]:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0],
+    parser = argparse.ArgumentParser(prog="python -m xpgrad.benchmarks", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="Workloads: " + ", ".join(WORKLOADS) + ". Ratios are xpgrad / other: "
                                             "above 1 means xpgrad is slower (or uses more memory).")

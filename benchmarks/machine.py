@@ -58,7 +58,7 @@ def _versions() -> dict:
 
     v = {"python": platform.python_version(), "numpy": numpy.__version__}
     try:
-        import autograd
+        from xpgrad import autograd
 
         v["xpgrad"] = getattr(autograd, "__version__", None)
     except Exception as exc:  # a broken engine import is itself worth recording

@@ -3,15 +3,15 @@
 ``SmoothAbs(x) = sqrt(x**2 + eps)``: forward on arrays, backward in Tensor ops, so it is
 differentiable twice. Run it to see the op used and its gradient checked on random shapes:
 
-    python -m examples.custom_op
+    python -m xpgrad.examples.custom_op
 """
 from __future__ import annotations
 
 import numpy as np
 from hypothesis import given, settings
 
-import autograd as ag
-from autograd.testing import gradcheck, gradgradcheck, tensors, shapes
+from xpgrad import autograd as ag
+from xpgrad.autograd.testing import gradcheck, gradgradcheck, tensors, shapes
 
 
 class SmoothAbs(ag.Function):

@@ -5,7 +5,7 @@ MLP. ``--mnist DIR`` reads the real MNIST IDX files (raw or .gz) and trains 784-
 Trains with Adam and a 10% validation split, evaluates on the held-out test set, predicts one
 sample, and writes the training curve (PNG) and the weights (.npz) to ``--out``.
 
-    python -m examples.digits_mlp [--epochs 40] [--mnist DIR] [--device cuda] [--out runs/digits]
+    python -m xpgrad.examples.digits_mlp [--epochs 40] [--mnist DIR] [--device cuda] [--out runs/digits]
 """
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import time
 
 import numpy as np
 
-import autograd as ag
-import nn
-import optim
+from xpgrad import autograd as ag
+from xpgrad import nn
+from xpgrad import optim
 
 
 class MLP(nn.Module):
@@ -81,7 +81,7 @@ def train(epochs: int = 40, batch_size: int = 64, lr: float = 1e-3, seed: int = 
 
 def load_mnist_or_digits(mnist_dir, seed):
     if mnist_dir:
-        from examples.idx import load_mnist
+        from xpgrad.examples.idx import load_mnist
 
         return load_mnist(mnist_dir)
     return load_digits(seed=seed)

@@ -2,7 +2,7 @@
 
 An explicit PyTorch-style loop: forward, loss, zero_grad, backward, step.
 
-    python -m examples.linear_regression [--steps 300]
+    python -m xpgrad.examples.linear_regression [--steps 300]
 """
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import argparse
 
 import numpy as np
 
-import autograd as ag
-import nn
-import optim
+from xpgrad import autograd as ag
+from xpgrad import nn
+from xpgrad import optim
 
 
 def run(steps: int = 300, lr: float = 0.1, n: int = 200, seed: int = 0, device: str = "cpu"):

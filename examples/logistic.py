@@ -1,6 +1,6 @@
 """A sigmoid binary classifier on two Gaussian blobs with two features.
 
-    python -m examples.logistic [--epochs 50]
+    python -m xpgrad.examples.logistic [--epochs 50]
 """
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import argparse
 
 import numpy as np
 
-import autograd as ag
-import nn
-import optim
+from xpgrad import autograd as ag
+from xpgrad import nn
+from xpgrad import optim
 
 
 def make_blobs(n: int = 400, seed: int = 0):

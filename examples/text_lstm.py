@@ -6,7 +6,7 @@ keyword flips it, and "but" starts a second clause whose keyword wins. Labels: 0
 words cannot solve it; the LSTM reads the sentence and a Linear layer classifies its last
 hidden state.
 
-    python -m examples.text_lstm [--epochs 6]
+    python -m xpgrad.examples.text_lstm [--epochs 6]
 """
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import argparse
 
 import numpy as np
 
-import autograd as ag
-import nn
-import optim
+from xpgrad import autograd as ag
+from xpgrad import nn
+from xpgrad import optim
 
 POSITIVE = ["good", "great", "lovely", "fine", "superb"]
 NEGATIVE = ["bad", "awful", "poor", "dull", "terrible"]

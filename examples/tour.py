@@ -1,7 +1,7 @@
 """A two-minute tour of the engine: gradients, higher order, a custom op."""
 import numpy as np
 
-import autograd as ag
+from xpgrad import autograd as ag
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-import autograd as ag
+from xpgrad import autograd as ag
 
 __all__ = ["TensorDataset", "DataLoader", "random_split_indices"]
 

@@ -13,8 +13,8 @@ import math
 
 import numpy as np
 
-import autograd as ag
-from autograd import Function, Tensor
+from xpgrad import autograd as ag
+from xpgrad.autograd import Function, Tensor
 
 __all__ = [
     "linear", "relu", "leaky_relu", "gelu", "sigmoid", "tanh", "softmax", "log_softmax", "dropout", "layer_norm",
@@ -636,7 +636,7 @@ class _CrossEntropy(Function):
             g = g / ctx.denom
         if not graph and not ctx.soft and wb is None and axis == 1 and len(ctx.kshape) == 2 \
                 and ctx.next_edges[0] is not None:
-            from backends import cupy_kernels
+            from xpgrad.backends import cupy_kernels
 
             if cupy_kernels.is_cupy_array(ctx.logp):
                 # One fused kernel for (softmax - smoothed one-hot) * g on CuPy arrays. The class of each row

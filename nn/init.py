@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 
-import autograd as ag
-from autograd import Tensor
+from xpgrad import autograd as ag
+from xpgrad.autograd import Tensor
 
 __all__ = [
     "calculate_gain", "uniform_", "normal_", "zeros_", "ones_", "constant_", "xavier_uniform_", "xavier_normal_",

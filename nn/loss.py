@@ -4,7 +4,7 @@ Class weights and ``pos_weight`` are buffers, so ``module.to(...)`` moves them w
 """
 from __future__ import annotations
 
-from autograd import Tensor
+from xpgrad.autograd import Tensor
 
 from . import functional as F
 from .module import Module

@@ -12,10 +12,10 @@ from typing import Any, Callable, Iterator, NamedTuple
 
 import numpy as np
 
-import autograd as ag
-from autograd.tensor import _counter, _is_dtype_name
-from autograd import Tensor
-from backends.device import Device, as_device
+from xpgrad import autograd as ag
+from xpgrad.autograd.tensor import _counter, _is_dtype_name
+from xpgrad.autograd import Tensor
+from xpgrad.backends.device import Device, as_device
 
 __all__ = ["Module", "Parameter"]
 

@@ -13,8 +13,8 @@ from typing import Mapping
 
 import numpy as np
 
-import autograd as ag
-from autograd import Tensor
+from xpgrad import autograd as ag
+from xpgrad.autograd import Tensor
 
 __all__ = ["save", "load"]
 

@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-import autograd as ag
+from xpgrad import autograd as ag
 
 from .data import DataLoader, TensorDataset
 

@@ -10,8 +10,8 @@ from typing import Iterable
 
 import numpy as np
 
-import autograd as ag
-from autograd import Tensor
+from xpgrad import autograd as ag
+from xpgrad.autograd import Tensor
 
 __all__ = ["clip_grad_norm_", "clip_grad_value_"]
 

@@ -1,6 +1,6 @@
 """Optimizers and learning-rate schedulers with PyTorch's interface and update rules.
 
->>> import optim
+>>> from xpgrad import optim
 >>> opt = optim.Adam(model.parameters(), lr=1e-3)
 >>> opt.zero_grad(); loss.backward(); opt.step()
 """

@@ -15,8 +15,8 @@ from typing import Any, Union
 
 import numpy as np
 
-import autograd as ag
-from autograd import Tensor
+from xpgrad import autograd as ag
+from xpgrad.autograd import Tensor
 
 __all__ = ["Optimizer", "ParamsT"]
 

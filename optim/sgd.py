@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from backends import cupy_kernels
+from xpgrad.backends import cupy_kernels
 
 from .optimizer import Optimizer, ParamsT, _at_least_zero, _l2_decayed, _real
 

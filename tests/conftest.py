@@ -29,7 +29,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 @pytest.fixture(autouse=True)
 def _grad_mode_restored():
     """Every test must leave grad mode, anomaly mode and the default dtype as it found them."""
-    import autograd as ag
+    from xpgrad import autograd as ag
 
     yield
     assert ag.is_grad_enabled(), "a test left grad mode disabled"
@@ -51,15 +51,15 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
-    import autograd as ag
+    from xpgrad import autograd as ag
 
     device = config.getoption("--device", default="cpu")
     if device not in DEVICES:
         raise pytest.UsageError(f"--device must be one of {DEVICES}, got {device!r}")
     if device == "standin":
-        import backends.standin
+        from xpgrad.backends import standin
 
-        backends.standin.install("cuda")
+        standin.install("cuda")
         ag.set_default_device("cuda")
     elif device == "cuda":
         ok, why = _real_gpu()
@@ -79,7 +79,7 @@ _gpu_probe: list = []
 def _real_gpu() -> tuple[bool, str]:
     """(True, "") when CuPy imports and sees at least one CUDA device, else (False, why). Cached."""
     if not _gpu_probe:
-        from backends.cupy_backend import CupyBackend
+        from xpgrad.backends.cupy_backend import CupyBackend
 
         ok, why = CupyBackend().availability()  # a fresh instance: no registry side effects
         _gpu_probe.append((ok, "" if ok else why))
@@ -108,7 +108,7 @@ def test_device(request) -> str:
 @pytest.fixture(autouse=True)
 def _default_device_restored(request):
     """Every test must leave the session's default device as it found it."""
-    import autograd as ag
+    from xpgrad import autograd as ag
 
     before = ag.get_default_device()
     yield

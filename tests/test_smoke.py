@@ -1,4 +1,4 @@
-import autograd as ag
+from xpgrad import autograd as ag
 
 
 def test_square_sum_gradient():

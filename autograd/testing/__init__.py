@@ -1,6 +1,6 @@
 """Public helpers to property-test gradients, of xpgrad's ops and of your own ``ag.Function``s.
 
->>> from autograd.testing import gradcheck, gradgradcheck, tensors, broadcastable_shapes
+>>> from xpgrad.autograd.testing import gradcheck, gradgradcheck, tensors, broadcastable_shapes
 """
 from .gradcheck import GradcheckError, gradcheck, gradgradcheck
 

@@ -79,7 +79,7 @@ def xp_sync(xp) -> Callable[[], None]:
 def xpgrad_sync(device: str) -> Callable[[], None]:
     if not device.startswith("cuda"):
         return _noop
-    from backends.device import Device
+    from xpgrad.backends.device import Device
 
     dev = Device(device)
     return lambda: dev.backend.synchronize(dev)

@@ -70,8 +70,8 @@ class _EngineMLP(Impl):
 # -- xpgrad ---------------------------------------------------------------------------------------
 def xpgrad_model(params: list[tuple[np.ndarray, np.ndarray]], device: str, dtype):
     """nn.Sequential(Linear, ReLU, ..., Linear) holding exactly ``params``; returns (model, linears)."""
-    import autograd as ag
-    import nn
+    from xpgrad import autograd as ag
+    from xpgrad import nn
 
     mods, linears = _linear_relu_stack(nn, params)
     model = nn.Sequential(*mods)
@@ -86,9 +86,9 @@ def xpgrad_model(params: list[tuple[np.ndarray, np.ndarray]], device: str, dtype
 
 class XpgradMLP(_EngineMLP):
     def __init__(self, data: dict, cfg: Config, lr: float) -> None:
-        import autograd as ag
-        import nn
-        import optim
+        from xpgrad import autograd as ag
+        from xpgrad import nn
+        from xpgrad import optim
 
         self.model, self.linears = xpgrad_model(data["params"], cfg.device, cfg.dtype)
         self.x = ag.tensor(data["x"], device=cfg.device)

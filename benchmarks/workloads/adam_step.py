@@ -31,9 +31,9 @@ def setup(cfg: Config) -> dict:
 
 class XpgradAdam(Impl):
     def __init__(self, data: dict, cfg: Config) -> None:
-        import autograd as ag
-        import nn
-        import optim
+        from xpgrad import autograd as ag
+        from xpgrad import nn
+        from xpgrad import optim
 
         self.params = []
         for p, g in zip(data["params"], data["grads"]):

@@ -34,24 +34,24 @@ BATCH, LR, HIDDEN, VAL_SPLIT, EVAL_BATCH = 64, 1e-3, 128, 0.1, 256
 
 def load_data(seed: int):
     """((x_train, y_train), (x_test, y_test)) as the example loads them."""
-    from examples.digits_mlp import load_digits
+    from xpgrad.examples.digits_mlp import load_digits
 
     return load_digits(seed=seed)
 
 
 def initial_weights(n_in: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """The example's model weights right after ``ag.manual_seed(seed)``, as (W, b) per layer."""
-    import autograd as ag
+    from xpgrad import autograd as ag
 
     ag.manual_seed(seed)
     try:
-        from examples.digits_mlp import MLP
+        from xpgrad.examples.digits_mlp import MLP
 
         model = MLP(n_in)
         linears = [model.fc1, model.fc2]
     except Exception:
         try:
-            import nn
+            from xpgrad import nn
 
             linears = [nn.Linear(n_in, HIDDEN), nn.Linear(HIDDEN, 10)]
         except Exception:  # no usable nn: same distribution, drawn here (xpgrad then fails on its own)
@@ -218,9 +218,9 @@ class LocalXpgradDigits(_EngineLoop):
     """Stand-in for ``examples.digits_mlp.train`` written against nn/optim (same schedule)."""
 
     def prepare(self, arrays: dict) -> dict:
-        import autograd as ag
-        import nn
-        import optim
+        from xpgrad import autograd as ag
+        from xpgrad import nn
+        from xpgrad import optim
 
         self.lib = ag
         self.cross_entropy = nn.functional.cross_entropy
@@ -256,7 +256,7 @@ class ExampleXpgradDigits(Impl):
 def implementations(cfg: Config) -> dict:
     data = load_data(cfg.seed)
     weights = initial_weights(data[0][0].shape[1], cfg.seed)
-    from examples.digits_mlp import train
+    from xpgrad.examples.digits_mlp import train
 
     return construct({
         "xpgrad": lambda: ExampleXpgradDigits(train, cfg),
@@ -273,7 +273,7 @@ def build(cfg: Config) -> list[Bench]:
     impls = implementations(cfg)
     size = SIZES[cfg.size]
     info = {"epochs_max": size["epochs"], "target_accuracy": size["target"],
-            "xpgrad_source": "examples.digits_mlp.train", "reached_epoch": {}, "note": ""}
+            "xpgrad_source": "xpgrad.examples.digits_mlp.train", "reached_epoch": {}, "note": ""}
 
     def wrap(name: str, impl):
         def run():

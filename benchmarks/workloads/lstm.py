@@ -75,8 +75,8 @@ class _EngineLSTM(Impl):
 
 class XpgradLSTM(_EngineLSTM):
     def __init__(self, data: dict, cfg: Config) -> None:
-        import autograd as ag
-        import nn
+        from xpgrad import autograd as ag
+        from xpgrad import nn
 
         self.embedding = nn.Embedding(data["vocab"], data["embed"])
         self.lstm = nn.LSTM(data["embed"], data["hidden"])

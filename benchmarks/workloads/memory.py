@@ -1,7 +1,7 @@
 """memory: peak memory of one SGD training step of a deep MLP, relative to a theoretical minimum.
 
 Model 2048-(2048 x 8)-10 (eight hidden Linear+ReLU layers of width 2048), batch 512, float32.
-Each sample runs in a fresh subprocess (``python -m benchmarks.workloads.memory``):
+Each sample runs in a fresh subprocess (``python -m xpgrad.benchmarks.workloads.memory``):
 
 1. build the model, optimizer and batch; run one warm-up step (first-call buffers of BLAS,
    optimizer state, lazy initialisation), then free the gradients (``zero_grad(set_to_none=True)``)
@@ -192,7 +192,7 @@ def run_subprocess(contender: str, cfg: Config, timeout: float = 600.0) -> dict:
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(MMAP_THRESHOLD))
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    cmd = [sys.executable, "-m", "benchmarks.workloads.memory", "--contender", contender, "--size", cfg.size,
+    cmd = [sys.executable, "-m", "xpgrad.benchmarks.workloads.memory", "--contender", contender, "--size", cfg.size,
            "--device", cfg.device, "--seed", str(cfg.seed), "--dtype", np.dtype(cfg.dtype).name]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=root)
     if proc.returncode != 0:

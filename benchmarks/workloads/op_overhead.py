@@ -56,7 +56,7 @@ class _EngineChain(Impl):
 
 class XpgradChain(_EngineChain):
     def __init__(self, data: dict, cfg: Config) -> None:
-        import autograd as ag
+        from xpgrad import autograd as ag
 
         self.lib = ag
         self.ops = data["ops"]

@@ -1,7 +1,7 @@
 """Activation layers: thin modules over ``nn.functional``."""
 from __future__ import annotations
 
-from autograd import Tensor
+from xpgrad.autograd import Tensor
 
 from .. import functional as F
 from ..module import Module

@@ -1,7 +1,7 @@
 """Dropout."""
 from __future__ import annotations
 
-from autograd import Tensor
+from xpgrad.autograd import Tensor
 
 from .. import functional as F
 from ..module import Module

@@ -1,8 +1,8 @@
 """Embedding: a lookup table of vectors."""
 from __future__ import annotations
 
-import autograd as ag
-from autograd import Tensor
+from xpgrad import autograd as ag
+from xpgrad.autograd import Tensor
 
 from .. import functional as F
 from .. import init

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import math
 
-import autograd as ag
-from autograd import Tensor
+from xpgrad import autograd as ag
+from xpgrad.autograd import Tensor
 
 from .. import functional as F
 from .. import init

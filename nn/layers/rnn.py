@@ -5,8 +5,8 @@ import math
 
 import numpy as np
 
-import autograd as ag
-from autograd import Function, Tensor
+from xpgrad import autograd as ag
+from xpgrad.autograd import Function, Tensor
 
 from .. import functional as F
 from .. import init

@@ -20,8 +20,8 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-import autograd as ag
-from autograd.testing import broadcastable_shapes, shapes, valid_axes
+from xpgrad import autograd as ag
+from xpgrad.autograd.testing import broadcastable_shapes, shapes, valid_axes
 
 # Small shapes keep finite differences (2 evaluations per element) cheap: at most 3**4 elements.
 MAX_SIDE = 3

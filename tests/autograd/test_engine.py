@@ -10,8 +10,8 @@ import weakref
 import numpy as np
 import pytest
 
-import autograd as ag
-from autograd.function import Context
+from xpgrad import autograd as ag
+from xpgrad.autograd.function import Context
 
 
 def leaf(values, dtype=None):

@@ -3,7 +3,7 @@ gradients, needs_input_grad, once-differentiable backwards, gradcheck on custom 
 import numpy as np
 import pytest
 
-import autograd as ag
+from xpgrad import autograd as ag
 
 
 def leaf(values):

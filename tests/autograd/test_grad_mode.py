@@ -5,8 +5,8 @@ import threading
 import numpy as np
 import pytest
 
-import autograd as ag
-from autograd.function import Context
+from xpgrad import autograd as ag
+from xpgrad.autograd.function import Context
 
 
 def _leaf():

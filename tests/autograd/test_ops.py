@@ -16,8 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from op_table import OPS, OpSpec
 
-import autograd as ag
-from autograd.testing import gradcheck, gradgradcheck
+from xpgrad import autograd as ag
+from xpgrad.autograd.testing import gradcheck, gradgradcheck
 
 FD_OPS = [s for s in OPS if s.finite_differences]
 SECOND_ORDER_OPS = [s for s in FD_OPS if s.second_order]

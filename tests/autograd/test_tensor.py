@@ -5,7 +5,7 @@ import weakref
 import numpy as np
 import pytest
 
-import autograd as ag
+from xpgrad import autograd as ag
 
 
 @pytest.fixture

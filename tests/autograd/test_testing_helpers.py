@@ -4,8 +4,8 @@ import pytest
 from hypothesis import HealthCheck, find, given, settings
 from hypothesis import strategies as st
 
-import autograd as ag
-from autograd.testing import (
+from xpgrad import autograd as ag
+from xpgrad.autograd.testing import (
     GradcheckError, broadcastable_shapes, gradcheck, gradgradcheck, shapes, tensors, valid_axes,
 )
 
@@ -15,9 +15,9 @@ def leaf(values, dtype=np.float64):
 
 
 def test_gradcheck_error_importable_from_both_places():
-    import autograd.testing
+    import xpgrad.autograd.testing
 
-    assert ag.GradcheckError is GradcheckError is autograd.testing.GradcheckError
+    assert ag.GradcheckError is GradcheckError is xpgrad.autograd.testing.GradcheckError
     assert ag.gradcheck is gradcheck and ag.gradgradcheck is gradgradcheck
     assert issubclass(GradcheckError, Exception)
 

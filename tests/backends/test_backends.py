@@ -6,10 +6,10 @@ import sys
 import numpy as np
 import pytest
 
-import autograd as ag
-import backends
-from backends import Backend, Device, NumpyBackend
-from backends import registry
+from xpgrad import autograd as ag
+from xpgrad import backends
+from xpgrad.backends import Backend, Device, NumpyBackend
+from xpgrad.backends import registry
 
 INSTALL_HINT = 'pip install "xpgrad[cuda12]"'
 
@@ -160,7 +160,7 @@ def test_cuda_without_usable_cupy_says_what_is_missing_and_how_to_install():
 
 
 def test_cupy_missing_is_reported_with_install_hint(monkeypatch, clean_registry):
-    from backends.cupy_backend import CupyBackend
+    from xpgrad.backends.cupy_backend import CupyBackend
 
     monkeypatch.setitem(sys.modules, "cupy", None)  # `import cupy` now raises ImportError
     backend = CupyBackend()
@@ -206,7 +206,7 @@ def _fake_cupy(device_count, driver_version=12040, runtime_version=12080):
     (_fake_cupy(0), "GPU"),
 ], ids=["old-driver", "no-gpu", "no-driver", "no-libcuda", "zero-devices"])
 def test_cupy_without_usable_gpu_says_which_is_missing_and_how_to_install(fake, missing):
-    from backends.cupy_backend import probe_cupy
+    from xpgrad.backends.cupy_backend import probe_cupy
 
     why = probe_cupy(fake)
     assert why is not None
@@ -215,7 +215,7 @@ def test_cupy_without_usable_gpu_says_which_is_missing_and_how_to_install(fake, 
 
 
 def test_cupy_probe_accepts_a_working_gpu():
-    from backends.cupy_backend import probe_cupy
+    from xpgrad.backends.cupy_backend import probe_cupy
 
     assert probe_cupy(_fake_cupy(1)) is None
 
@@ -329,7 +329,7 @@ def test_numpy_row_scatter_add_matches_add_at(index_dtype, row_shape):
 
 
 def test_numpy_row_scatter_add_in_chunks_and_with_negative_indices(monkeypatch):
-    from backends import numpy_backend
+    from xpgrad.backends import numpy_backend
 
     monkeypatch.setattr(numpy_backend, "_SCATTER_CHUNK", 8)  # 2 rows of 4 per chunk: many chunks
     index = np.array([0, -1, 2, 2, -3, 0, 1, 4, 4, 4, -5])

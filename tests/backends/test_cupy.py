@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import backends
-from backends import cupy_kernels as K
-from backends.cupy_backend import CupyBackend, probe_cupy
-from backends.device import Device
+from xpgrad import backends
+from xpgrad.backends import cupy_kernels as K
+from xpgrad.backends.cupy_backend import CupyBackend, probe_cupy
+from xpgrad.backends.device import Device
 
 torch = pytest.importorskip("torch")
 
@@ -41,7 +41,7 @@ def _real_gpu() -> bool:
 @pytest.fixture
 def cuda_served_by_cupy():
     """Run a test with "cuda" served by the real CuPy backend even under --device=standin."""
-    from backends import standin
+    from xpgrad.backends import standin
 
     was = standin.is_installed()
     if was:

@@ -9,10 +9,10 @@ import types
 import numpy as np
 import pytest
 
-import autograd as ag
-import backends
-from backends import registry
-from backends.device import Device, _cache
+from xpgrad import autograd as ag
+from xpgrad import backends
+from xpgrad.backends import registry
+from xpgrad.backends.device import Device, _cache
 
 LAZY_TYPE = "xpgrad_lazy_test"  # a device type only these tests use
 TYPE_A, TYPE_B = "xpgrad_test_a", "xpgrad_test_b"
@@ -74,7 +74,7 @@ def test_manual_seed_does_not_import_cupy(fresh_registry, monkeypatch):
     for type_, owner in list(fresh_registry._by_device_type.items()):
         if owner == "cupy":
             del fresh_registry._by_device_type[type_]
-    fresh_registry._lazy["cupy"] = ("cuda", "backends.cupy_backend", "CupyBackend")
+    fresh_registry._lazy["cupy"] = ("cuda", "xpgrad.backends.cupy_backend", "CupyBackend")
 
     touched: list[str] = []
 
@@ -203,7 +203,7 @@ def test_moving_a_name_to_another_device_type_gives_the_old_one_back(fresh_regis
 
 
 def test_standin_uninstall_restores_what_served_cuda(fresh_registry):
-    from backends import standin
+    from xpgrad.backends import standin
 
     mine = _backend("cuda")
     backends.register("mine", mine)  # takes "cuda" over (from the stand-in too, under --device=standin)

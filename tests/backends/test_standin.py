@@ -12,11 +12,11 @@ import pickle
 import numpy as np
 import pytest
 
-import autograd as ag
-import backends
-from backends import standin
-from backends.device import Device
-from backends.standin import StandinArray, StandinBackend, xp
+from xpgrad import autograd as ag
+from xpgrad import backends
+from xpgrad.backends import standin
+from xpgrad.backends.device import Device
+from xpgrad.backends.standin import StandinArray, StandinBackend, xp
 
 IMPLICIT = "Implicit conversion to a NumPy array is not allowed"
 MIXED = "host numpy.ndarray was mixed with a device array"
@@ -283,8 +283,8 @@ def test_gradcheck_runs_on_the_stand_in(cuda):
 def test_training_steps_never_wait_for_the_host(cuda, monkeypatch):
     """Forward, backward, clipping and every optimizer's step run without a device->host read
     (no .item()/float()/numpy()/bool() of device data): on a GPU each would stall the stream."""
-    import nn
-    import optim
+    from xpgrad import nn
+    from xpgrad import optim
 
     reads = []
     real_to_numpy, real_bool = StandinBackend.to_numpy, StandinArray.__bool__

@@ -13,12 +13,12 @@ import math
 import numpy as np
 import pytest
 
-import autograd as ag
-from benchmarks import run_benchmarks
-from benchmarks.__main__ import main
-from benchmarks.runner import Bench, Contender, format_table, run_bench
-from benchmarks.workloads import WORKLOADS, Config, module
-from benchmarks.workloads import _mlp, digits, memory
+from xpgrad import autograd as ag
+from xpgrad.benchmarks import run_benchmarks
+from xpgrad.benchmarks.__main__ import main
+from xpgrad.benchmarks.runner import Bench, Contender, format_table, run_bench
+from xpgrad.benchmarks.workloads import WORKLOADS, Config, module
+from xpgrad.benchmarks.workloads import _mlp, digits, memory
 
 F64 = Config(device="cpu", size="tiny", dtype=np.float64, seed=3)
 RTOL, ATOL = 1e-9, 1e-12   # float64, same formulas, summation order may differ
@@ -87,7 +87,7 @@ def test_digits_references_start_where_the_example_starts():
     data = digits.load_data(0)
     weights = digits.initial_weights(data[0][0].shape[1], 0)
     ag.manual_seed(0)
-    from examples.digits_mlp import MLP
+    from xpgrad.examples.digits_mlp import MLP
 
     model = MLP(data[0][0].shape[1])
     np.testing.assert_array_equal(weights[0][0], model.fc1.weight.numpy())

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from examples import custom_op, digits_mlp, linear_regression, logistic, text_lstm
+from xpgrad.examples import custom_op, digits_mlp, linear_regression, logistic, text_lstm
 
 
 def test_linear_regression_recovers_line():

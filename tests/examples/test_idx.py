@@ -4,7 +4,7 @@ import struct
 import numpy as np
 import pytest
 
-from examples.idx import IDXError, load_mnist, read_idx
+from xpgrad.examples.idx import IDXError, load_mnist, read_idx
 
 
 def _write_idx(path, array, type_code=0x08, gz=False):

@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import autograd as ag
-import nn
-import nn.functional as F
+from xpgrad import autograd as ag
+from xpgrad import nn
+from xpgrad.nn import functional as F
 
 pytestmark = pytest.mark.gpu
 
@@ -24,7 +24,7 @@ def _both(array: np.ndarray, requires_grad: bool = True):
 
 
 def _cupy_or_skip():
-    from backends import cupy_kernels
+    from xpgrad.backends import cupy_kernels
 
     if not cupy_kernels.is_cupy_array(ag.zeros(1, device=CUDA).data):
         pytest.skip("the fused kernels need CuPy itself ('cuda' is served by another backend here)")
@@ -127,7 +127,7 @@ def _mlp():
 
 @pytest.mark.parametrize("make_optimizer", ["sgd_momentum", "adam"])
 def test_mlp_training_steps_on_cuda_equal_the_cpu_steps(make_optimizer):
-    import optim
+    from xpgrad import optim
 
     ag.manual_seed(0)
     cpu_model = _mlp().to(CPU)  # explicit: the session's default device may be cuda
@@ -167,7 +167,7 @@ def test_mlp_training_steps_on_cuda_equal_the_cpu_steps(make_optimizer):
 @pytest.mark.parametrize("amsgrad,decoupled", [(False, False), (True, False), (False, True)])
 def test_adam_kernel_matches_numpy(dtype, rtol, amsgrad, decoupled):
     cupy = _cupy_or_skip()
-    from backends.cupy_kernels import adam_update
+    from xpgrad.backends.cupy_kernels import adam_update
 
     rng = np.random.default_rng(3)
     p = rng.standard_normal(1000).astype(dtype)
@@ -196,7 +196,7 @@ def test_adam_kernel_matches_numpy(dtype, rtol, amsgrad, decoupled):
 @pytest.mark.parametrize("nesterov", [False, True])
 def test_sgd_momentum_kernel_matches_numpy(nesterov):
     cupy = _cupy_or_skip()
-    from backends.cupy_kernels import sgd_momentum_update
+    from xpgrad.backends.cupy_kernels import sgd_momentum_update
 
     rng = np.random.default_rng(4)
     p = rng.standard_normal(500)
@@ -216,7 +216,7 @@ def test_sgd_momentum_kernel_matches_numpy(nesterov):
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
 def test_softmax_xent_backward_kernel_matches_the_autograd_path(smoothing):
     cupy = _cupy_or_skip()
-    from backends.cupy_kernels import softmax_cross_entropy_backward
+    from xpgrad.backends.cupy_kernels import softmax_cross_entropy_backward
 
     rng = np.random.default_rng(5)
     logits = ag.tensor(rng.standard_normal((16, 7)) * 4, device=CUDA, requires_grad=True)
@@ -232,7 +232,7 @@ def test_softmax_xent_backward_kernel_matches_the_autograd_path(smoothing):
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
 def test_activation_backward_kernels_match_numpy(dtype):
     cupy = _cupy_or_skip()
-    from backends.cupy_kernels import relu_backward, sigmoid_backward, tanh_backward
+    from xpgrad.backends.cupy_kernels import relu_backward, sigmoid_backward, tanh_backward
 
     rng = np.random.default_rng(6)
     x = rng.standard_normal(300).astype(dtype)

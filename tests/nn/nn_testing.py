@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-import autograd as ag
+from xpgrad import autograd as ag
 
 
 def rng(seed: int = 0) -> np.random.Generator:

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from nn_testing import close, host, rng
 
-import autograd as ag
-from autograd.testing import gradcheck, gradgradcheck
-from nn import functional as F
+from xpgrad import autograd as ag
+from xpgrad.autograd.testing import gradcheck, gradgradcheck
+from xpgrad.nn import functional as F
 
 torch = pytest.importorskip("torch")
 TF = torch.nn.functional

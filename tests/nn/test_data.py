@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-import autograd as ag
-import nn
+from xpgrad import autograd as ag
+from xpgrad import nn
 
 
 def _data(n=10):

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 from nn_testing import ag64, close, host, rng, th64
 
-import autograd as ag
-from autograd.testing import gradcheck, gradgradcheck
-from nn import functional as F
+from xpgrad import autograd as ag
+from xpgrad.autograd.testing import gradcheck, gradgradcheck
+from xpgrad.nn import functional as F
 
 torch = pytest.importorskip("torch")
 TF = torch.nn.functional
@@ -585,7 +585,7 @@ def test_fused_ops_keep_float32():
 from hypothesis import given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from autograd.testing import shapes, tensors  # noqa: E402
+from xpgrad.autograd.testing import shapes, tensors  # noqa: E402
 
 
 @given(data=st.data(), scale=st.sampled_from([1.0, 1e2, 1e4]))

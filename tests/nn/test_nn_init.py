@@ -4,9 +4,9 @@ import math
 import numpy as np
 import pytest
 
-import autograd as ag
-import nn
-from nn import init
+from xpgrad import autograd as ag
+from xpgrad import nn
+from xpgrad.nn import init
 
 N_OUT, N_IN = 300, 200  # 60,000 samples per check
 N = N_OUT * N_IN

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from nn_testing import ag64, close, copy_params_to_torch, host, rng, th64
 
-import autograd as ag
-import nn
+from xpgrad import autograd as ag
+from xpgrad import nn
 
 torch = pytest.importorskip("torch")
 
@@ -272,7 +272,7 @@ def test_batchnorm_errors():
 
 
 def test_batchnorm_gradients_of_first_and_second_order():
-    from autograd.testing import gradcheck, gradgradcheck
+    from xpgrad.autograd.testing import gradcheck, gradgradcheck
 
     r = rng(9)
     x = ag64(r.standard_normal((4, 2, 3)), True)

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from nn_testing import ag64, close, copy_params_to_torch, host, rng, th64
 
-import autograd as ag
-import nn
-from autograd.testing import gradcheck, gradgradcheck
+from xpgrad import autograd as ag
+from xpgrad import nn
+from xpgrad.autograd.testing import gradcheck, gradgradcheck
 
 torch = pytest.importorskip("torch")
 

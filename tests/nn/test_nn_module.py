@@ -4,8 +4,8 @@ import copy
 import numpy as np
 import pytest
 
-import autograd as ag
-import nn
+from xpgrad import autograd as ag
+from xpgrad import nn
 
 
 class Block(nn.Module):
@@ -276,7 +276,7 @@ def test_load_state_dict_non_strict_ignores_key_sets_but_not_shapes():
 
 
 def test_load_state_dict_keeps_an_optimizer_working():
-    import optim
+    from xpgrad import optim
 
     model = nn.Linear(2, 1)
     opt = optim.SGD(model.parameters(), lr=0.1)

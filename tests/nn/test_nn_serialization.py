@@ -5,8 +5,8 @@ import zipfile
 import numpy as np
 import pytest
 
-import autograd as ag
-import nn
+from xpgrad import autograd as ag
+from xpgrad import nn
 
 
 def _model():

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from nn_testing import ag64, rng, th64
 
-import autograd as ag
-import nn
-from nn.utils import clip_grad_norm_, clip_grad_value_
+from xpgrad import autograd as ag
+from xpgrad import nn
+from xpgrad.nn.utils import clip_grad_norm_, clip_grad_value_
 
 torch = pytest.importorskip("torch")
 

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-import autograd as ag
-import nn
-import optim
+from xpgrad import autograd as ag
+from xpgrad import nn
+from xpgrad import optim
 
 
 def _blobs(n=120, seed=0):

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-import autograd as ag
-import optim
+from xpgrad import autograd as ag
+from xpgrad import optim
 
 SHAPES = [(3, 4), ()]  # a matrix and a 0-d parameter
 

@@ -4,9 +4,9 @@ import math
 import numpy as np
 import pytest
 
-import autograd as ag
-import optim
-from optim.lr_scheduler import CosineAnnealingLR, ExponentialLR, LambdaLR, LRScheduler, StepLR
+from xpgrad import autograd as ag
+from xpgrad import optim
+from xpgrad.optim.lr_scheduler import CosineAnnealingLR, ExponentialLR, LambdaLR, LRScheduler, StepLR
 
 
 def _opt(lrs=(0.1,)):

@@ -6,8 +6,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import autograd as ag  # noqa: E402
-import optim  # noqa: E402
+from xpgrad import autograd as ag  # noqa: E402
+from xpgrad import optim  # noqa: E402
 
 TOL = 1e-12
 LRS = (0.1, 0.03)  # two groups with different learning rates

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import autograd as ag
-import nn.functional as F
-import optim
-from backends import cupy_kernels
+from xpgrad import autograd as ag
+from xpgrad.nn import functional as F
+from xpgrad import optim
+from xpgrad.backends import cupy_kernels
 from optim_testing import (ADAM_CONFIGS, SGD_CONFIGS, ag_params, config_id, gradient_stream, initial_values, make,
                            set_grads)
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from optim_testing import CONFIGS, ag_params, config_id, gradient_stream, initial_values, make, set_grads
 
-import autograd as ag
-import optim
+from xpgrad import autograd as ag
+from xpgrad import optim
 
 ALL = ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad"]
 

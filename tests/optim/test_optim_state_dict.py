@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-import autograd as ag
-import optim
+from xpgrad import autograd as ag
+from xpgrad import optim
 from optim_testing import CONFIGS, ag_params, config_id, gradient_stream, initial_values, make, set_grads
 
 

@@ -4,7 +4,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import optim  # noqa: E402
+from xpgrad import optim  # noqa: E402
 from optim_testing import (  # noqa: E402
     CONFIGS, ag_params, config_id, gradient_stream, initial_values, make, set_grads,
 )
