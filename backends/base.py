@@ -56,6 +56,17 @@ class Backend:
         out = np.frompyfunc(math.erf, 1, 1)(host).astype(host.dtype if host.dtype.kind == "f" else np.float64)
         return self.asarray(out)
 
+    # -- fused kernels -----------------------------------------------------------------------------
+    def fused(self, kind: str):
+        """A fused kernel for ``kind`` on this backend's arrays, or None to use the generic array code.
+
+        Kinds (each kernel's signature is documented in ``backends/cupy_kernels.py``):
+        ``"adam"``, ``"sgd_momentum"``, ``"softmax_cross_entropy_backward"``. Callers ask once (per
+        parameter group, per op) and fall back to the generic path on None; the kernel itself checks
+        dtypes. The default has none.
+        """
+        return None
+
     # -- random numbers ---------------------------------------------------------------------------
     def seed(self, seed: int) -> None:
         raise NotImplementedError
