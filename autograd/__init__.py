@@ -13,7 +13,7 @@ from .creation import (
     zeros_like,
 )
 from .dtypes import bool_, float16, float32, float64, get_default_dtype, int32, int64, set_default_dtype
-from .engine import grad
+from .grad_inputs import grad
 from .function import Context, Function
 from .grad_mode import detect_anomaly, enable_grad, is_anomaly_enabled, is_grad_enabled, no_grad, set_grad_enabled
 from .ops import *  # noqa: F401,F403  (the op functions: add, exp, sum, reshape, ...)

@@ -147,3 +147,35 @@ def manual_seed(seed: int) -> None:
     seeding never imports CuPy or probes a GPU driver.
     """
     backends.seed_all(int(seed))
+
+
+def to_array(data, dtype, device: Device, copy: bool):
+    """Backend array for ``tensor(data, dtype, device)`` following the dtype rules of the API."""
+    backend = device.backend
+    if dtype is not None:
+        dtype = np.dtype(dtype)
+    if isinstance(data, Tensor):
+        arr = data.data
+        if data.device is not device:
+            raise RuntimeError(
+                f"ag.tensor(t, device={str(device)!r}) with t on {data.device}: use t.to({str(device)!r}) to move it"
+            )
+        arr = backend.xp.array(arr, dtype=dtype, copy=copy)
+        return arr
+    if isinstance(data, backend.array_type) or isinstance(data, np.ndarray):
+        # An array keeps its dtype; a NumPy array bound for another device is transferred.
+        arr = backend.asarray(data, dtype=dtype)
+        if copy and arr is data:
+            arr = arr.copy()
+        return arr
+    if isinstance(data, np.generic):
+        return backend.asarray(np.asarray(data, dtype=dtype))
+    arr = np.asarray(data, dtype=dtype)
+    if dtype is None:
+        if arr.dtype == np.float64:
+            arr = arr.astype(dtypes.get_default_dtype())
+        elif arr.dtype.kind == "O":
+            raise TypeError(f"cannot build a tensor from {type(data).__name__}: its values are not numbers of one shape")
+        elif arr.dtype.kind == "i" and arr.dtype != np.int64:
+            arr = arr.astype(np.int64)
+    return arr if backend.array_type is np.ndarray else backend.asarray(arr)

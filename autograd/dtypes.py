@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from xpgrad.backends.device import Device
+
 __all__ = [
     "float16", "float32", "float64", "int32", "int64", "bool_",
     "get_default_dtype", "set_default_dtype", "is_floating",
@@ -33,3 +35,14 @@ def set_default_dtype(dtype) -> None:
 
 def is_floating(dtype) -> bool:
     return np.dtype(dtype).kind == "f"
+
+
+def is_dtype_name(value) -> bool:
+    """Whether ``value`` names a dtype (``"float32"``, ``np.float64``) rather than a device."""
+    if isinstance(value, Device):
+        return False
+    try:
+        np.dtype(value)
+    except TypeError:
+        return False
+    return True

@@ -60,10 +60,11 @@ class Backend:
     def fused(self, kind: str):
         """A fused kernel for ``kind`` on this backend's arrays, or None to use the generic array code.
 
-        Kinds (each kernel's signature is documented in ``backends/cupy_kernels.py``):
-        ``"adam"``, ``"sgd_momentum"``, ``"softmax_cross_entropy_backward"``. Callers ask once (per
-        parameter group, per op) and fall back to the generic path on None; the kernel itself checks
-        dtypes. The default has none.
+        Kinds, each called like the helper of ``backends/cupy_kernels.py`` named after it:
+        ``"adam"`` (``adam_update``), ``"sgd_momentum"`` (``sgd_momentum_update``) and
+        ``"softmax_cross_entropy_backward"``. Callers ask once (per parameter group and device, per
+        op) and fall back to the generic path on None; the kernel itself checks dtypes. The default
+        has none, and a kind a backend does not know gets None too.
         """
         return None
 

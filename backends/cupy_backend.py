@@ -7,7 +7,9 @@ not), and an unusable setup is reported, not raised, through ``availability()``,
 - CuPy is installed but no usable GPU/driver was found (no NVIDIA driver, or no CUDA device);
 - CUDA runtime mismatch: a driver is there but older than the CUDA runtime this CuPy build needs.
 
-Fused kernels for optimizers and activation backwards live in :mod:`backends.cupy_kernels`.
+Fused kernels for optimizers and activation backwards live in :mod:`backends.cupy_kernels`;
+``CupyBackend.fused(kind)`` hands the ones callers ask for by kind (Adam, SGD with momentum, cross
+entropy's backward) to the optimizers and ops.
 """
 from __future__ import annotations
 
@@ -20,6 +22,13 @@ __all__ = ["CupyBackend", "probe_cupy"]
 _INSTALL_HINT = 'install CuPy with `pip install "xpgrad[cuda12]"` (CUDA 12) or `pip install "xpgrad[cuda13]"` (CUDA 13)'
 
 _ELSEWHERE = f". On a machine with an NVIDIA GPU, {_INSTALL_HINT}"
+
+# Backend.fused kinds -> the call helpers of backends.cupy_kernels that implement them.
+_FUSED = {
+    "adam": "adam_update",
+    "sgd_momentum": "sgd_momentum_update",
+    "softmax_cross_entropy_backward": "softmax_cross_entropy_backward",
+}
 
 # cudaError_t values the diagnosis distinguishes.
 _INSUFFICIENT_DRIVER = 35
@@ -76,6 +85,19 @@ class CupyBackend(Backend):
         import cupyx.scipy.special
 
         return cupyx.scipy.special.erf(x)
+
+    # -- fused kernels -------------------------------------------------------------------------------
+    def fused(self, kind: str):
+        """The :mod:`backends.cupy_kernels` helper for ``kind``, or None for a kind it has none for.
+
+        That module imports CuPy only when a kernel is built, so asking imports nothing on the CPU.
+        """
+        helper = _FUSED.get(kind)
+        if helper is None:
+            return None
+        from . import cupy_kernels
+
+        return getattr(cupy_kernels, helper)
 
     # -- random numbers: one generator per GPU, seeded by ag.manual_seed -----------------------------
     def _generator(self, device):

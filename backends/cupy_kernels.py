@@ -8,8 +8,9 @@ without one, and ``kernel_spec`` gives their source as plain data (a host C++ co
 see tests/backends/test_cupy.py).
 
 The call helpers (``adam_update``, ``sgd_momentum_update``, ``softmax_cross_entropy_backward``,
-``relu_backward``, ``tanh_backward``, ``sigmoid_backward``) take cupy arrays; callers check
-``is_cupy_array(x)`` first and keep their array-module code path for everything else. Arithmetic
+``relu_backward``, ``tanh_backward``, ``sigmoid_backward``) take cupy arrays. Callers get the first
+three through the backend's hook, ``CupyBackend.fused(kind)`` (kinds "adam", "sgd_momentum",
+"softmax_cross_entropy_backward"), and keep their array-module code path where it gives None. Arithmetic
 runs in float32 for float16/float32 arrays and in float64 for float64 arrays; update rules follow
 PyTorch's (``torch.optim.Adam``/``AdamW``/``SGD``).
 """
@@ -22,7 +23,7 @@ from typing import NamedTuple
 import numpy as np
 
 __all__ = [
-    "KernelSpec", "kernel_spec", "KINDS", "is_cupy_array",
+    "KernelSpec", "kernel_spec", "KINDS",
     "adam_kernel", "adam_amsgrad_kernel", "sgd_momentum_kernel", "softmax_xent_backward_kernel",
     "relu_backward_kernel", "relu_mask_backward_kernel", "tanh_backward_kernel", "sigmoid_backward_kernel",
     "adam_update", "sgd_momentum_update", "softmax_cross_entropy_backward", "relu_backward", "tanh_backward",
@@ -192,12 +193,6 @@ relu_backward_kernel = _factory("relu_backward", "relu's backward from its input
 relu_mask_backward_kernel = _factory("relu_mask_backward", "relu's backward from a bool mask")
 tanh_backward_kernel = _factory("tanh_backward", "tanh's backward from its output")
 sigmoid_backward_kernel = _factory("sigmoid_backward", "sigmoid's backward from its output")
-
-
-def is_cupy_array(a) -> bool:
-    """True for a cupy.ndarray (checked without importing CuPy)."""
-    t = type(a)
-    return t.__name__ == "ndarray" and t.__module__.startswith("cupy")
 
 
 def _same_dtype(what: str, first, *others) -> str:

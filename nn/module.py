@@ -13,7 +13,8 @@ from typing import Any, Callable, Iterator, NamedTuple
 import numpy as np
 
 from xpgrad import autograd as ag
-from xpgrad.autograd.tensor import _counter, _is_dtype_name
+from xpgrad.autograd.dtypes import is_dtype_name
+from xpgrad.autograd.versioning import counter as _counter
 from xpgrad.autograd import Tensor
 from xpgrad.backends.device import Device, as_device
 
@@ -448,7 +449,7 @@ def _parse_to_args(args, kwargs):
     for a in args:
         if isinstance(a, Tensor):
             device, dtype = a.device, a.dtype
-        elif isinstance(a, (str, Device)) and not _is_dtype_name(a):  # as Tensor.to reads its arguments
+        elif isinstance(a, (str, Device)) and not is_dtype_name(a):  # as Tensor.to reads its arguments
             device = a
         else:
             dtype = a

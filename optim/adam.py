@@ -4,8 +4,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from xpgrad.backends import cupy_kernels
-
 from .optimizer import Optimizer, ParamsT, _at_least_zero, _in_unit_interval, _l2_decayed, lerp_
 
 __all__ = ["Adam", "AdamW", "adam_update", "lerp_"]
@@ -80,8 +78,10 @@ class Adam(Optimizer):
         amsgrad = bool(group["amsgrad"])
         decoupled = bool(group["decoupled_weight_decay"])
         kernel = self._kernel
-        # The fused GPU kernel stands in only for the stock update, never for one a subclass swapped in.
+        # A backend's fused kernel stands in only for the stock update, never for one a subclass swapped in.
         fusable = kernel is adam_update
+        fused_device = fused = None  # the device last asked for a kernel, and its answer
+        looked_up: dict = {}
         for p in group["params"]:
             g = p._grad  # parameters are leaves: the .grad property adds nothing but a call
             if g is None:
@@ -97,14 +97,17 @@ class Adam(Optimizer):
                 # amsgrad switched on mid-training: max(0, v) == v, so zeros start it where torch would
                 state["max_exp_avg_sq"] = self._zeros_like(p)
             state["step"] += 1
-            if fusable and cupy_kernels.is_cupy_array(p.data) and g.data.dtype == p.data.dtype:
-                # One kernel launch instead of ~15 array ops; same state tensors, so state_dict is unchanged.
-                cupy_kernels.adam_update(
-                    p.data, g.data, state["exp_avg"].data, state["exp_avg_sq"].data, lr=lr, beta1=beta1, beta2=beta2,
-                    eps=eps, step=float(state["step"]), weight_decay=weight_decay, decoupled_weight_decay=decoupled,
-                    max_exp_avg_sq=state["max_exp_avg_sq"].data if amsgrad else None,
-                )
-                continue
+            if fusable:
+                device = p.device
+                if device is not fused_device:
+                    fused_device, fused = device, self._fused_on(device, "adam", looked_up)
+                if fused is not None and g.data.dtype == p.data.dtype:
+                    # One kernel launch instead of ~15 array ops; same state tensors, so state_dict is unchanged.
+                    fused(p.data, g.data, state["exp_avg"].data, state["exp_avg_sq"].data, lr=lr, beta1=beta1,
+                          beta2=beta2, eps=eps, step=float(state["step"]), weight_decay=weight_decay,
+                          decoupled_weight_decay=decoupled,
+                          max_exp_avg_sq=state["max_exp_avg_sq"].data if amsgrad else None)
+                    continue
             kernel(p.data, g.data, state["exp_avg"].data, state["exp_avg_sq"].data,
                    state["max_exp_avg_sq"].data if amsgrad else None, self._scratch_for(p),
                    xp=p.device.backend.xp, step=float(state["step"]), lr=lr, beta1=beta1, beta2=beta2, eps=eps,

@@ -4,6 +4,7 @@ Subclasses implement ``_update_group(group)`` (one step for one group) and ``_ch
 (hyperparameter validation). The update math of each optimizer is a small function over arrays
 (``sgd_update``, ``adam_update``...) so that a fused kernel can replace it without touching the
 bookkeeping here; the in-place array steps those functions share are at the end of this module.
+Fused kernels come from the parameters' backends (``Backend.fused(kind)``), asked through ``_fused_on``.
 """
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from xpgrad.autograd import Tensor
 __all__ = ["Optimizer", "ParamsT"]
 
 ParamsT = Union[Iterable[Tensor], Iterable[dict[str, Any]], Iterable[tuple[str, Tensor]]]
+
+_UNSET = object()
 
 
 class Optimizer:
@@ -185,6 +188,18 @@ class Optimizer:
                         "moving or converting the model (or load_state_dict() again, which moves the state)"
                     )
         return state
+
+    @staticmethod
+    def _fused_on(device, kind: str, looked_up: dict) -> Any:
+        """The fused kernel of ``kind`` that ``device``'s backend offers (``Backend.fused``), or None.
+
+        ``looked_up`` remembers the answer per device for one ``_update_group`` call, so a group asks
+        each backend once per step (once in all when, as usual, its parameters share a device).
+        """
+        kernel = looked_up.get(device, _UNSET)
+        if kernel is _UNSET:
+            kernel = looked_up[device] = device.backend.fused(kind)
+        return kernel
 
     @staticmethod
     def _zeros_like(p: Tensor, fill: float = 0.0) -> Tensor:

@@ -4,8 +4,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from xpgrad.backends import cupy_kernels
-
 from .optimizer import Optimizer, ParamsT, _at_least_zero, _l2_decayed, _real
 
 __all__ = ["SGD", "sgd_update"]
@@ -88,8 +86,10 @@ class SGD(Optimizer):
                 if g is not None:
                     _descend(p.device.backend.xp, p.data, g.data, self._scratch_for(p)[1], lr)
             return
-        # The fused GPU kernel needs a momentum buffer, and stands in only for the stock update.
+        # A backend's fused kernel needs a momentum buffer, and stands in only for the stock update.
         fusable = momentum != 0 and kernel is sgd_update
+        fused_device = fused = None  # the device last asked for a kernel, and its answer
+        looked_up: dict = {}
         for p in group["params"]:
             g = p._grad  # parameters are leaves: the .grad property adds nothing but a call
             if g is None:
@@ -102,13 +102,15 @@ class SGD(Optimizer):
                 if buf is None:
                     buf = state["momentum_buffer"] = self._zeros_like(p)
                     first = True
-            if fusable and cupy_kernels.is_cupy_array(p.data) and g.data.dtype == p.data.dtype:
-                # One kernel launch instead of up to 8 array ops; the buffer stays the same state tensor.
-                cupy_kernels.sgd_momentum_update(
-                    p.data, g.data, buf.data, lr=lr, momentum=momentum, dampening=dampening,
-                    weight_decay=weight_decay, nesterov=nesterov, first_step=first,
-                )
-                continue
+            if fusable:
+                device = p.device
+                if device is not fused_device:
+                    fused_device, fused = device, self._fused_on(device, "sgd_momentum", looked_up)
+                if fused is not None and g.data.dtype == p.data.dtype:
+                    # One kernel launch instead of up to 8 array ops; the buffer stays the same state tensor.
+                    fused(p.data, g.data, buf.data, lr=lr, momentum=momentum, dampening=dampening,
+                          weight_decay=weight_decay, nesterov=nesterov, first_step=first)
+                    continue
             kernel(p.data, g.data, None if buf is None else buf.data, self._scratch_for(p),
                    xp=p.device.backend.xp, lr=lr, momentum=momentum, dampening=dampening,
                    weight_decay=weight_decay, nesterov=nesterov, first_step=first)

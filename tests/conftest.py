@@ -57,7 +57,7 @@ def pytest_configure(config):
     if device not in DEVICES:
         raise pytest.UsageError(f"--device must be one of {DEVICES}, got {device!r}")
     if device == "standin":
-        from xpgrad.backends import standin
+        from xpgrad.backends.testing import standin
 
         standin.install("cuda")
         ag.set_default_device("cuda")

@@ -1,73 +1,15 @@
-"""Built-in differentiable ops, grouped as NumPy groups them."""
-from .compare import equal, greater, greater_equal, less, less_equal, not_equal
-from .elementwise import (
-    abs, add, astype, clip, clone, cos, div, erf, exp, log, log1p, maximum, minimum, mul, neg, pow, relu,
-    sigmoid, sign, sin, sqrt, square, sub, tanh, to_device, where,
-)
-from .indexing import getitem, take_along_axis
-from .linalg import matmul
-from .reduction import argmax, argmin, logsumexp, max, mean, min, prod, sum, var
-from .shape import (
-    broadcast_to, concatenate, expand_dims, flatten, pad, repeat, reshape, split, squeeze, stack, swapaxes,
-    tile, transpose,
-)
+"""Built-in differentiable ops, grouped as NumPy groups them.
 
-__all__ = [
-    "equal",
-    "greater",
-    "greater_equal",
-    "less",
-    "less_equal",
-    "not_equal",
-    "abs",
-    "add",
-    "astype",
-    "clip",
-    "clone",
-    "cos",
-    "div",
-    "erf",
-    "exp",
-    "log",
-    "log1p",
-    "maximum",
-    "minimum",
-    "mul",
-    "neg",
-    "pow",
-    "relu",
-    "sigmoid",
-    "sign",
-    "sin",
-    "sqrt",
-    "square",
-    "sub",
-    "tanh",
-    "to_device",
-    "where",
-    "getitem",
-    "take_along_axis",
-    "matmul",
-    "argmax",
-    "argmin",
-    "logsumexp",
-    "max",
-    "mean",
-    "min",
-    "prod",
-    "sum",
-    "var",
-    "broadcast_to",
-    "concatenate",
-    "expand_dims",
-    "flatten",
-    "pad",
-    "repeat",
-    "reshape",
-    "split",
-    "squeeze",
-    "stack",
-    "swapaxes",
-    "tile",
-    "transpose",
-]
+Each op module declares its ops through ``_registry.register`` (one block per op: Function
+class, public function, Tensor methods), which also builds that module's ``__all__``; the
+registry's list of every public op is this package's ``__all__``.
+"""
+from ._registry import exported as _exported
+from .compare import *  # noqa: F401,F403  (each module's __all__ is built by the registry)
+from .elementwise import *  # noqa: F401,F403
+from .indexing import *  # noqa: F401,F403
+from .linalg import *  # noqa: F401,F403
+from .reduction import *  # noqa: F401,F403
+from .shape import *  # noqa: F401,F403
+
+__all__ = list(_exported())

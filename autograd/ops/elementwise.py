@@ -5,6 +5,11 @@ under ``create_graph``) and ``ctx.saved``/``ctx.output``, so it is both the fast
 and a differentiable formula for higher orders. Gradients come back at the broadcast shape; the
 engine sums them down to each input's shape.
 
+Each op is one block: its Function class, its public function and the ``register`` call that
+exports it and names the Tensor methods/operators it becomes (see ``_registry``). Whatever a
+backward reads (inputs, masks, signs, conditions) goes through ``ctx.save_for_backward``; only
+immutable metadata (dtypes, devices) stays on ``ctx``.
+
 Singular points follow PyTorch: ``sqrt``, ``log`` and division give inf/NaN gradients where the
 math does, even when the upstream gradient is zero. To mask such a branch safely use the
 "double where": ``ag.where(x > 0, ag.sqrt(ag.where(x > 0, x, 1.0)), 0.0)``, so the unused branch
@@ -14,15 +19,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..function import Function, binary, unary
+from ..fastpath import binary, unary
+from ..function import Function
 from ..tensor import Tensor
+from ._registry import register, tensor_method
 from ._util import as_tensor, broadcast_error, data_of, operand
-
-__all__ = [
-    "add", "sub", "mul", "div", "pow", "neg", "abs", "exp", "log", "log1p", "sqrt", "square", "sin",
-    "cos", "tanh", "sigmoid", "relu", "maximum", "minimum", "clip", "where", "sign", "clone", "astype",
-    "to_device", "erf",
-]
 
 
 def _binary_forward(ufunc, name, a, b):
@@ -36,6 +37,7 @@ def _shape_error(name, a, b):
     return broadcast_error(name, np.shape(data_of(a)), np.shape(data_of(b)))
 
 
+# -- arithmetic -------------------------------------------------------------------------------------
 # The four arithmetic ops run on every step of every model: their forwards use the array
 # operators directly (no helper calls), which the array module's ufuncs back anyway.
 
@@ -54,6 +56,9 @@ class Add(Function):
         return g, g
 
 
+add = register(binary(Add, "add", operand), method=("add", "__add__"), reflected="__radd__")
+
+
 class Sub(Function):
     raw_backward = True
 
@@ -67,6 +72,9 @@ class Sub(Function):
     @staticmethod
     def backward(ctx, g):
         return g, (-g if ctx.next_edges[1] is not None else None)
+
+
+sub = register(binary(Sub, "sub", operand), method=("sub", "__sub__"), reflected="__rsub__")
 
 
 class Mul(Function):
@@ -87,6 +95,9 @@ class Mul(Function):
         return (g * b if edges[0] is not None else None), (g * a if edges[1] is not None else None)
 
 
+mul = register(binary(Mul, "mul", operand), method=("mul", "__mul__"), reflected="__rmul__")
+
+
 class Div(Function):
     raw_backward = True
 
@@ -103,6 +114,9 @@ class Div(Function):
         a, b = ctx.saved
         ga = g / b
         return ga, (-ga * a / b if ctx.next_edges[1] is not None else None)
+
+
+div = register(binary(Div, "div", operand), method=("div", "__truediv__"), reflected="__rtruediv__")
 
 
 class Pow(Function):
@@ -134,6 +148,9 @@ def _is_number(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
+pow = register(binary(Pow, "pow", operand), method=("pow", "__pow__"), reflected="__rpow__")
+
+
 class Neg(Function):
     raw_backward = True
 
@@ -146,17 +163,33 @@ class Neg(Function):
         return -g
 
 
+neg = register(unary(Neg, "neg"), method=("neg", "__neg__"))
+
+
+def _pos(self):
+    return self
+
+
+tensor_method("__pos__", _pos)  # unary +: the tensor itself
+
+
+# -- unary math -------------------------------------------------------------------------------------
+
 class Abs(Function):
     raw_backward = True
 
     @staticmethod
     def forward(ctx, a):
-        ctx.sign = ctx.xp.sign(a.data)  # abs'(0) = 0, as PyTorch
+        ctx.save_for_backward(ctx.xp.sign(a.data))  # abs'(0) = 0, as PyTorch
         return ctx.xp.abs(a.data)
 
     @staticmethod
     def backward(ctx, g):
-        return g * ctx.sign
+        (sign,) = ctx.saved
+        return g * sign
+
+
+abs = register(unary(Abs, "abs"), method=("abs", "__abs__"))
 
 
 class Exp(Function):
@@ -170,6 +203,9 @@ class Exp(Function):
     @staticmethod
     def backward(ctx, g):
         return g * ctx.output
+
+
+exp = register(unary(Exp, "exp"))
 
 
 class Log(Function):
@@ -186,6 +222,9 @@ class Log(Function):
         return g / a
 
 
+log = register(unary(Log, "log"))
+
+
 class Log1p(Function):
     raw_backward = True
 
@@ -200,6 +239,9 @@ class Log1p(Function):
         return g / (a + 1)
 
 
+log1p = register(unary(Log1p, "log1p"))
+
+
 class Sqrt(Function):
     raw_backward = True
     saves_output = True
@@ -211,6 +253,9 @@ class Sqrt(Function):
     @staticmethod
     def backward(ctx, g):
         return g / (ctx.output * 2)
+
+
+sqrt = register(unary(Sqrt, "sqrt"))
 
 
 class Square(Function):
@@ -227,6 +272,9 @@ class Square(Function):
         return g * (a * 2)
 
 
+square = register(unary(Square, "square"))
+
+
 class Sin(Function):
     raw_backward = True
 
@@ -239,6 +287,9 @@ class Sin(Function):
     def backward(ctx, g):
         (a,) = ctx.saved
         return g * ctx.ops.cos(a)
+
+
+sin = register(unary(Sin, "sin"))
 
 
 class Cos(Function):
@@ -255,6 +306,25 @@ class Cos(Function):
         return -g * ctx.ops.sin(a)
 
 
+cos = register(unary(Cos, "cos"))
+
+
+class Tan(Function):
+    raw_backward = True
+    saves_output = True
+
+    @staticmethod
+    def forward(ctx, a):
+        return ctx.xp.tan(a.data)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * (1 + ctx.ops.square(ctx.output))  # tan' = 1 + tan**2
+
+
+tan = register(unary(Tan, "tan"))
+
+
 class Tanh(Function):
     raw_backward = True
     saves_output = True
@@ -267,6 +337,9 @@ class Tanh(Function):
     def backward(ctx, g):
         y = ctx.output
         return g * (1 - y * y)
+
+
+tanh = register(unary(Tanh, "tanh"))
 
 
 class Sigmoid(Function):
@@ -290,6 +363,9 @@ class Sigmoid(Function):
         return g * (y * (1 - y))
 
 
+sigmoid = register(unary(Sigmoid, "sigmoid", "1 / (1 + exp(-x)), computed without overflow for any finite x."))
+
+
 class Relu(Function):
     raw_backward = True
     # Backward reads the output, which the next layer usually keeps anyway (a Linear saves its
@@ -305,75 +381,7 @@ class Relu(Function):
         return g * (ctx.output > 0)  # relu'(0) = 0, as PyTorch
 
 
-class _TieSplit(Function):
-    """maximum/minimum: the winner takes the gradient; ties split it evenly (0.5 each)."""
-
-    raw_backward = True
-    _ufunc = ""
-    _wins = ""
-
-    @classmethod
-    def forward(cls, ctx, a, b):
-        xp = ctx.xp
-        ad, bd = data_of(a), data_of(b)
-        out = _binary_forward(getattr(xp, cls._ufunc), cls._ufunc, a, b)
-        ctx.weight_a = getattr(xp, cls._wins)(ad, bd) + (ad == bd) * 0.5
-        return out
-
-    @staticmethod
-    def backward(ctx, g):
-        wa = ctx.weight_a.astype(g.dtype, copy=False)
-        return g * wa, g * (1 - wa)
-
-
-class Maximum(_TieSplit):
-    _ufunc = "maximum"
-    _wins = "greater"
-
-
-class Minimum(_TieSplit):
-    _ufunc = "minimum"
-    _wins = "less"
-
-
-class Clip(Function):
-    raw_backward = True
-
-    @staticmethod
-    def forward(ctx, a, lo, hi):
-        xp = ctx.xp
-        x = a.data
-        mask = None
-        if lo is not None:
-            mask = x >= lo
-        if hi is not None:
-            mask = x <= hi if mask is None else mask & (x <= hi)
-        ctx.mask = mask
-        return xp.clip(x, lo, hi) if mask is not None else x.copy()
-
-    @staticmethod
-    def backward(ctx, g):
-        # Gradient passes where lo <= x <= hi (bounds included), as PyTorch.
-        return g * ctx.mask if ctx.mask is not None else g
-
-
-class Where(Function):
-    raw_backward = True
-
-    @staticmethod
-    def forward(ctx, cond, a, b):
-        c = data_of(cond)
-        ctx.cond = c
-        try:
-            return ctx.xp.where(c, data_of(a), data_of(b))
-        except ValueError:
-            raise broadcast_error("where", np.shape(c), np.shape(data_of(a)), np.shape(data_of(b))) from None
-
-    @staticmethod
-    def backward(ctx, g):
-        ops = ctx.ops
-        c = ctx.cond
-        return None, ops.where(c, g, 0), ops.where(c, 0, g)
+relu = register(unary(Relu, "relu"))
 
 
 class Erf(Function):
@@ -392,6 +400,138 @@ class Erf(Function):
         return g * (2 / np.sqrt(np.pi)) * ctx.ops.exp(-(a * a))
 
 
+erf = register(unary(Erf, "erf"))
+
+
+# -- two-input selections ---------------------------------------------------------------------------
+
+class _TieSplit(Function):
+    """maximum/minimum: the winner takes the gradient; ties split it evenly (0.5 each)."""
+
+    raw_backward = True
+    _ufunc = ""
+    _wins = ""
+
+    @classmethod
+    def forward(cls, ctx, a, b):
+        xp = ctx.xp
+        ad, bd = data_of(a), data_of(b)
+        out = _binary_forward(getattr(xp, cls._ufunc), cls._ufunc, a, b)
+        ctx.save_for_backward(getattr(xp, cls._wins)(ad, bd) + (ad == bd) * 0.5)  # a's share
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        (wa,) = ctx.saved
+        wa = wa.astype(g.dtype, copy=False)
+        return g * wa, g * (1 - wa)
+
+
+class Maximum(_TieSplit):
+    _ufunc = "maximum"
+    _wins = "greater"
+
+
+maximum = register(binary(Maximum, "maximum", operand,
+                          "Elementwise maximum; at ties each input gets half the gradient (as PyTorch)."))
+
+
+class Minimum(_TieSplit):
+    _ufunc = "minimum"
+    _wins = "less"
+
+
+minimum = register(binary(Minimum, "minimum", operand,
+                          "Elementwise minimum; at ties each input gets half the gradient (as PyTorch)."))
+
+
+class Clip(Function):
+    raw_backward = True
+
+    @staticmethod
+    def forward(ctx, a, lo, hi):
+        xp = ctx.xp
+        x = a.data
+        mask = None
+        if lo is not None:
+            mask = x >= lo
+        if hi is not None:
+            mask = x <= hi if mask is None else mask & (x <= hi)
+        ctx.save_for_backward(mask)
+        return xp.clip(x, lo, hi) if mask is not None else x.copy()
+
+    @staticmethod
+    def backward(ctx, g):
+        # Gradient passes where lo <= x <= hi (bounds included), as PyTorch.
+        (mask,) = ctx.saved
+        return g * mask if mask is not None else g
+
+
+@register
+def clip(x, lo=None, hi=None):
+    """Clamp to [lo, hi] (either may be None); the gradient passes where lo <= x <= hi."""
+    for name, v in (("lo", lo), ("hi", hi)):
+        if v is not None and not isinstance(v, (int, float, np.number)):
+            raise TypeError(f"clip: {name} must be a Python number or None, got {type(v).__name__}")
+    return Clip.apply(as_tensor(x), lo, hi)
+
+
+class Where(Function):
+    raw_backward = True
+
+    @staticmethod
+    def forward(ctx, cond, a, b):
+        # cond: a bool Tensor (saved as such, so an in-place change to it is caught at backward)
+        # or an array that no caller holds (where() copies the user's arrays).
+        ctx.save_for_backward(cond)
+        c = data_of(cond)
+        try:
+            return ctx.xp.where(c, data_of(a), data_of(b))
+        except ValueError:
+            raise broadcast_error("where", np.shape(c), np.shape(data_of(a)), np.shape(data_of(b))) from None
+
+    @staticmethod
+    def backward(ctx, g):
+        ops = ctx.ops
+        (c,) = ctx.saved
+        return None, ops.where(c, g, 0), ops.where(c, 0, g)
+
+
+@register(method=False)
+def where(cond, a, b):
+    """``a`` where ``cond`` is true, else ``b`` (broadcasting all three).
+
+    The gradient flows to ``a`` where cond holds and to ``b`` elsewhere. If the unused branch can
+    be singular (``where(x > 0, sqrt(x), 0)``), its NaN gradient still leaks (0 * inf): guard its
+    input too, ``where(x > 0, sqrt(where(x > 0, x, 1.0)), 0.0)``.
+    """
+    like = a if isinstance(a, Tensor) else b if isinstance(b, Tensor) else None
+    if isinstance(cond, Tensor):
+        if like is not None and cond.device is not like.device:
+            raise RuntimeError(f"where: condition is on {cond.device} but the values are on {like.device}")
+    if like is None:
+        like = as_tensor(a) if not isinstance(cond, Tensor) else cond
+        a = as_tensor(a, like)
+    a = a if isinstance(a, Tensor) else operand(like, a, "where")
+    b = b if isinstance(b, Tensor) else operand(like, b, "where")
+    if isinstance(cond, Tensor):
+        c = _bool_tensor(cond)
+    else:
+        # A private bool copy of an array condition: the backward must see it as it was at forward.
+        c = cond
+        if isinstance(c, (list, tuple)):
+            c = like.device.backend.asarray(np.asarray(c, dtype=bool))
+        elif getattr(c, "dtype", None) is not None:
+            c = c.astype(bool) if c.dtype != np.bool_ else c.copy()
+    return Where.apply(c, a, b)
+
+
+def _bool_tensor(c: Tensor) -> Tensor:
+    return c if c.data.dtype == np.bool_ else Tensor(c.data.astype(bool), device=c.device)
+
+
+# -- values, dtypes and devices ---------------------------------------------------------------------
+
 class Sign(Function):
     differentiable = False
     raw_backward = True
@@ -399,6 +539,11 @@ class Sign(Function):
     @staticmethod
     def forward(ctx, a):
         return ctx.xp.sign(a.data)
+
+
+@register
+def sign(x):
+    return Sign.apply(as_tensor(x))
 
 
 class Clone(Function):
@@ -413,6 +558,9 @@ class Clone(Function):
         return g
 
 
+clone = register(unary(Clone, "clone"))
+
+
 class Cast(Function):
     raw_backward = True
 
@@ -424,6 +572,15 @@ class Cast(Function):
     @staticmethod
     def backward(ctx, g):
         return g.astype(ctx.src_dtype)
+
+
+@register
+def astype(x, dtype):
+    x = as_tensor(x)
+    dtype = np.dtype(dtype)
+    if dtype == x.data.dtype:
+        return x
+    return Cast.apply(x, dtype)
 
 
 class ToDevice(Function):
@@ -449,91 +606,6 @@ def _transfer(data, src, dst):
     return dst.backend.asarray(src.backend.to_numpy(data), device=dst)
 
 
-# -- public functions --------------------------------------------------------------------------------
-
-add = binary(Add, "add", operand)
-sub = binary(Sub, "sub", operand)
-mul = binary(Mul, "mul", operand)
-div = binary(Div, "div", operand)
-pow = binary(Pow, "pow", operand)
-
-neg = unary(Neg, "neg")
-abs = unary(Abs, "abs")
-exp = unary(Exp, "exp")
-log = unary(Log, "log")
-log1p = unary(Log1p, "log1p")
-sqrt = unary(Sqrt, "sqrt")
-square = unary(Square, "square")
-sin = unary(Sin, "sin")
-cos = unary(Cos, "cos")
-tanh = unary(Tanh, "tanh")
-sigmoid = unary(Sigmoid, "sigmoid", "1 / (1 + exp(-x)), computed without overflow for any finite x.")
-relu = unary(Relu, "relu")
-erf = unary(Erf, "erf")
-
-maximum = binary(Maximum, "maximum", operand,
-                 "Elementwise maximum; at ties each input gets half the gradient (as PyTorch).")
-minimum = binary(Minimum, "minimum", operand,
-                 "Elementwise minimum; at ties each input gets half the gradient (as PyTorch).")
-
-
-def clip(x, lo=None, hi=None):
-    """Clamp to [lo, hi] (either may be None); the gradient passes where lo <= x <= hi."""
-    for name, v in (("lo", lo), ("hi", hi)):
-        if v is not None and not isinstance(v, (int, float, np.number)):
-            raise TypeError(f"clip: {name} must be a Python number or None, got {type(v).__name__}")
-    return Clip.apply(as_tensor(x), lo, hi)
-
-
-def where(cond, a, b):
-    """``a`` where ``cond`` is true, else ``b`` (broadcasting all three).
-
-    The gradient flows to ``a`` where cond holds and to ``b`` elsewhere. If the unused branch can
-    be singular (``where(x > 0, sqrt(x), 0)``), its NaN gradient still leaks (0 * inf): guard its
-    input too, ``where(x > 0, sqrt(where(x > 0, x, 1.0)), 0.0)``.
-    """
-    like = a if isinstance(a, Tensor) else b if isinstance(b, Tensor) else None
-    if isinstance(cond, Tensor):
-        c = cond
-        if like is not None and c.device is not like.device:
-            raise RuntimeError(f"where: condition is on {c.device} but the values are on {like.device}")
-    else:
-        c = cond
-    if like is None:
-        like = as_tensor(a) if not isinstance(cond, Tensor) else cond
-        a = as_tensor(a, like)
-    a = a if isinstance(a, Tensor) else _constant(a, like, "where")
-    b = b if isinstance(b, Tensor) else _constant(b, like, "where")
-    cdata = data_of(c)
-    if getattr(cdata, "dtype", None) is not None and cdata.dtype != np.bool_:
-        cdata = cdata.astype(bool)
-    return Where.apply(cdata if not isinstance(c, Tensor) else _bool_tensor(c), a, b)
-
-
-def _bool_tensor(c: Tensor) -> Tensor:
-    return c if c.data.dtype == np.bool_ else Tensor(c.data.astype(bool), device=c.device)
-
-
-def _constant(v, like: Tensor, op: str):
-    from ._util import operand
-
-    return operand(like, v, op)
-
-
-def sign(x):
-    return Sign.apply(as_tensor(x))
-
-
-clone = unary(Clone, "clone")
-
-
-def astype(x, dtype):
-    x = as_tensor(x)
-    dtype = np.dtype(dtype)
-    if dtype == x.data.dtype:
-        return x
-    return Cast.apply(x, dtype)
-
-
+@register(method=False)
 def to_device(x, device):
     return ToDevice.apply(x, device)

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 from ..function import Function
+from ._registry import register
 from ._util import as_tensor, pair
-
-__all__ = ["matmul"]
 
 
 class MatMul(Function):
@@ -45,6 +44,7 @@ class MatMul(Function):
         return ga, gb
 
 
+@register(method=("matmul", "__matmul__"), reflected="__rmatmul__")
 def matmul(a, b):
     a, b = pair(a, b, "matmul")
     return MatMul.apply(as_tensor(a, b), as_tensor(b, a))

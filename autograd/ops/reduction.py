@@ -1,4 +1,10 @@
-"""Reductions over axes: sum, mean, var, max, min, prod, logsumexp, argmax, argmin."""
+"""Reductions over axes: sum, mean, var, max, min, prod, logsumexp, argmax, argmin (and the
+Tensor-only ``any``/``all``).
+
+Each op is one block: its Function class, its public function and the ``register`` call (see
+``_registry``). Shapes and axes stay on ``ctx``; arrays a backward reads (the input, tie weights,
+the logsumexp shift) go through ``ctx.save_for_backward``.
+"""
 from __future__ import annotations
 
 import math
@@ -6,10 +12,9 @@ import math
 import numpy as np
 
 from ..function import Function
+from ..tensor import _make
+from ._registry import register, tensor_method
 from ._util import as_tensor, kept_shape, normalize_axis
-
-__all__ = ["sum", "mean", "var", "max", "min", "prod", "logsumexp", "argmax", "argmin"]
-
 
 # np.broadcast_to is a Python function over nditer (~25,000 instructions, several times a small
 # op): below this many elements a freshly filled array is cheaper, and its memory is negligible.
@@ -33,6 +38,17 @@ def _count(shape, axes) -> int:
     return math.prod(shape[a] for a in axes)
 
 
+def _axes(x, axis, name):
+    axes = normalize_axis(axis, x.data.ndim, name)
+    # A 0-d tensor accepts axis 0 or -1 (as NumPy's sum/max and PyTorch): it reduces over no axis.
+    return () if axes is not None and x.data.ndim == 0 else axes
+
+
+def _reduce(fn, x, axis, keepdims, name):
+    x = as_tensor(x)
+    return fn.apply(x, _axes(x, axis, name), bool(keepdims))
+
+
 class Sum(Function):
     raw_backward = True
 
@@ -46,6 +62,11 @@ class Sum(Function):
     @staticmethod
     def backward(ctx, g):
         return _spread(ctx, g)
+
+
+@register
+def sum(x, axis=None, keepdims=False):
+    return _reduce(Sum, x, axis, keepdims, "sum")
 
 
 class Mean(Function):
@@ -62,6 +83,11 @@ class Mean(Function):
     @staticmethod
     def backward(ctx, g):
         return _spread(ctx, g / ctx.n) if ctx.n else _spread(ctx, g)
+
+
+@register
+def mean(x, axis=None, keepdims=False):
+    return _reduce(Mean, x, axis, keepdims, "mean")
 
 
 class Var(Function):
@@ -84,6 +110,13 @@ class Var(Function):
         return _spread(ctx, g) * centered * ctx.scale
 
 
+@register
+def var(x, axis=None, ddof=0, keepdims=False):
+    """Variance with NumPy's ``ddof`` (0: population variance, the default)."""
+    x = as_tensor(x)
+    return Var.apply(x, _axes(x, axis, "var"), ddof, bool(keepdims))
+
+
 class _Extreme(Function):
     """max/min: the gradient goes to the extreme elements, split evenly among ties."""
 
@@ -99,20 +132,33 @@ class _Extreme(Function):
         ctx.kshape = kept_shape(x.shape, axes)
         y = getattr(x, cls._method)(axis=axes, keepdims=True)
         hits = x == y
-        ctx.weight = hits / hits.sum(axis=axes, keepdims=True).astype(x.dtype)
+        ctx.save_for_backward(hits / hits.sum(axis=axes, keepdims=True).astype(x.dtype))  # each element's share
         return y if keepdims else y.reshape(tuple(n for i, n in enumerate(x.shape) if axes is not None and i not in axes))
 
     @staticmethod
     def backward(ctx, g):
-        return _spread(ctx, g) * ctx.weight
+        (weight,) = ctx.saved
+        return _spread(ctx, g) * weight
 
 
 class Max(_Extreme):
     _method = "max"
 
 
+@register
+def max(x, axis=None, keepdims=False):
+    """Maximum over axes; tied maxima share the gradient evenly."""
+    return _reduce(Max, x, axis, keepdims, "max")
+
+
 class Min(_Extreme):
     _method = "min"
+
+
+@register
+def min(x, axis=None, keepdims=False):
+    """Minimum over axes; tied minima share the gradient evenly."""
+    return _reduce(Min, x, axis, keepdims, "min")
 
 
 class Prod(Function):
@@ -167,6 +213,11 @@ def _product_of_others(ctx, x):
     return others.reshape(moved_shape).transpose(inv)
 
 
+@register
+def prod(x, axis=None, keepdims=False):
+    return _reduce(Prod, x, axis, keepdims, "prod")
+
+
 class LogSumExp(Function):
     raw_backward = True
 
@@ -174,13 +225,12 @@ class LogSumExp(Function):
     def forward(ctx, a, axes, keepdims):
         xp = ctx.xp
         x = a.data
-        ctx.save_for_backward(a)
         ctx.shape = x.shape
         ctx.kshape = kept_shape(x.shape, axes)
         ctx.axes = axes
         m = x.max(axis=axes, keepdims=True)
         m = xp.where(xp.isfinite(m), m, 0)  # all -inf rows stay -inf instead of NaN
-        ctx.shift = m
+        ctx.save_for_backward(a, m)
         # exp of entries far below the maximum underflows to 0 by design; log(0) gives -inf rows.
         with np.errstate(divide="ignore", under="ignore"):
             out = xp.log(xp.exp(x - m).sum(axis=axes, keepdims=True)) + m
@@ -188,13 +238,19 @@ class LogSumExp(Function):
 
     @staticmethod
     def backward(ctx, g):
-        (x,) = ctx.saved
+        x, shift = ctx.saved
         # softmax(x) from the max-shifted exponentials, not exp(x - output): at |x| ~ 1e4 in float32
         # the rounded output is off by ~5e-4, which would skew every weight by as much. The shift is a
         # constant (softmax is shift-invariant), so this stays exact for higher orders too.
         with np.errstate(under="ignore"):  # weights of far-below-max entries are 0
-            e = ctx.ops.exp(x - ctx.shift)
+            e = ctx.ops.exp(x - shift)
             return _spread(ctx, g) * (e / e.sum(axis=ctx.axes, keepdims=True))
+
+
+@register
+def logsumexp(x, axis=None, keepdims=False):
+    """log(sum(exp(x))) over axes, shifted by the maximum so it never overflows."""
+    return _reduce(LogSumExp, x, axis, keepdims, "logsumexp")
 
 
 class _ArgExtreme(Function):
@@ -208,60 +264,6 @@ class _ArgExtreme(Function):
         return out.astype(np.int64, copy=False) if hasattr(out, "astype") else np.int64(out)
 
 
-class ArgMax(_ArgExtreme):
-    _method = "argmax"
-
-
-class ArgMin(_ArgExtreme):
-    _method = "argmin"
-
-
-# -- public functions -----------------------------------------------------------------------------------
-
-def _axes(x, axis, name):
-    axes = normalize_axis(axis, x.data.ndim, name)
-    # A 0-d tensor accepts axis 0 or -1 (as NumPy's sum/max and PyTorch): it reduces over no axis.
-    return () if axes is not None and x.data.ndim == 0 else axes
-
-
-def _reduce(fn, x, axis, keepdims, name):
-    x = as_tensor(x)
-    return fn.apply(x, _axes(x, axis, name), bool(keepdims))
-
-
-def sum(x, axis=None, keepdims=False):
-    return _reduce(Sum, x, axis, keepdims, "sum")
-
-
-def mean(x, axis=None, keepdims=False):
-    return _reduce(Mean, x, axis, keepdims, "mean")
-
-
-def var(x, axis=None, ddof=0, keepdims=False):
-    """Variance with NumPy's ``ddof`` (0: population variance, the default)."""
-    x = as_tensor(x)
-    return Var.apply(x, _axes(x, axis, "var"), ddof, bool(keepdims))
-
-
-def max(x, axis=None, keepdims=False):
-    """Maximum over axes; tied maxima share the gradient evenly."""
-    return _reduce(Max, x, axis, keepdims, "max")
-
-
-def min(x, axis=None, keepdims=False):
-    """Minimum over axes; tied minima share the gradient evenly."""
-    return _reduce(Min, x, axis, keepdims, "min")
-
-
-def prod(x, axis=None, keepdims=False):
-    return _reduce(Prod, x, axis, keepdims, "prod")
-
-
-def logsumexp(x, axis=None, keepdims=False):
-    """log(sum(exp(x))) over axes, shifted by the maximum so it never overflows."""
-    return _reduce(LogSumExp, x, axis, keepdims, "logsumexp")
-
-
 def _arg_axis(x, axis, name):
     if axis is None:
         return None
@@ -271,11 +273,36 @@ def _arg_axis(x, axis, name):
     return axes[0] if axes else None
 
 
+class ArgMax(_ArgExtreme):
+    _method = "argmax"
+
+
+@register
 def argmax(x, axis=None, keepdims=False):
     x = as_tensor(x)
     return ArgMax.apply(x, _arg_axis(x, axis, "argmax"), bool(keepdims))
 
 
+class ArgMin(_ArgExtreme):
+    _method = "argmin"
+
+
+@register
 def argmin(x, axis=None, keepdims=False):
     x = as_tensor(x)
     return ArgMin.apply(x, _arg_axis(x, axis, "argmin"), bool(keepdims))
+
+
+def _reduce_bool(method_name):
+    """``t.any()``/``t.all()``: bool tensors outside the graph (Tensor methods only, as NumPy's)."""
+
+    def method(self, axis=None, keepdims=False):
+        data = getattr(self.data, method_name)(axis=axis, keepdims=keepdims)
+        return _make(self.device.backend.asarray(data), self.device, None, 0, False)
+
+    method.__name__ = method.__qualname__ = method_name
+    return method
+
+
+tensor_method("any", _reduce_bool("any"))
+tensor_method("all", _reduce_bool("all"))

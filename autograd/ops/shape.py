@@ -2,6 +2,10 @@
 
 View-producing ops (reshape, transpose, expand_dims, squeeze, broadcast_to) share the input's
 version counter, so an in-place change through a view is caught like one on the base.
+
+Each op is one block: its Function class (if it has one of its own), its public function and
+the ``register`` call (see ``_registry``). Their backwards read shapes, axes and slices only,
+which stay on ``ctx``.
 """
 from __future__ import annotations
 
@@ -10,18 +14,28 @@ import math
 import numpy as np
 
 from ..function import Function
-from ..tensor import Tensor, _counter
+from ..tensor import Tensor
+from ..versioning import counter as _counter
+from ._registry import register, tensor_method
 from ._util import as_tensor, normalize_axis
-
-__all__ = [
-    "reshape", "transpose", "swapaxes", "expand_dims", "squeeze", "broadcast_to", "flatten",
-    "concatenate", "stack", "split", "pad", "repeat", "tile",
-]
 
 
 def _share_version(out: Tensor, src: Tensor) -> Tensor:
     out._version = _counter(src)
     return out
+
+
+def _shape_arg(shape) -> tuple:
+    if isinstance(shape, (int, np.integer)):
+        return (int(shape),)
+    return tuple(int(s) for s in shape)
+
+
+def _shape_args(args):
+    """``t.reshape(2, 3)`` or ``t.reshape((2, 3))``: the method's arguments as one shape."""
+    if len(args) == 1 and not isinstance(args[0], int):
+        return args[0]
+    return args
 
 
 class Reshape(Function):
@@ -40,6 +54,24 @@ class Reshape(Function):
         return g.reshape(ctx.shape)
 
 
+@register(method=False)
+def reshape(x, shape):
+    """``reshape(t, shape)``; one entry may be -1."""
+    x = as_tensor(x)
+    shape = _shape_arg(shape)
+    if shape == x.data.shape:
+        return x
+    return _share_version(Reshape.apply(x, shape), x)
+
+
+def _reshape_method(self, *shape):
+    return reshape(self, _shape_args(shape))
+
+
+_reshape_method.__name__ = _reshape_method.__qualname__ = "reshape"
+tensor_method("reshape", _reshape_method)  # t.reshape(*shape) or t.reshape(shape)
+
+
 class Transpose(Function):
     raw_backward = True
 
@@ -51,6 +83,71 @@ class Transpose(Function):
     @staticmethod
     def backward(ctx, g):
         return g.transpose(ctx.inverse)
+
+
+@register(method=False)
+def transpose(x, axes=None):
+    """Permute axes (``axes`` a full permutation; None reverses them, as NumPy)."""
+    x = as_tensor(x)
+    nd = x.data.ndim
+    if axes is None:
+        axes = tuple(range(nd - 1, -1, -1))
+    else:
+        axes = tuple(int(a) % nd if nd else int(a) for a in axes)
+        if sorted(axes) != list(range(nd)):
+            raise ValueError(f"transpose: axes {axes} are not a permutation of the {nd} axes of shape {x.shape}")
+    if axes == tuple(range(nd)):
+        return x
+    return _share_version(Transpose.apply(x, axes), x)
+
+
+def _transpose_method(self, *axes):
+    return transpose(self, _shape_args(axes) if axes else None)
+
+
+def _reversed_axes(self):
+    return transpose(self)
+
+
+_transpose_method.__name__ = _transpose_method.__qualname__ = "transpose"
+tensor_method("transpose", _transpose_method)  # t.transpose(*axes) or t.transpose(axes)
+tensor_method("T", property(_reversed_axes))  # all axes reversed, as NumPy's .T
+
+
+@register
+def swapaxes(x, axis1, axis2):
+    x = as_tensor(x)
+    nd = x.data.ndim
+    a1, a2 = normalize_axis(axis1, nd, "swapaxes")[0], normalize_axis(axis2, nd, "swapaxes")[0]
+    perm = list(range(nd))
+    perm[a1], perm[a2] = perm[a2], perm[a1]
+    return transpose(x, perm)
+
+
+@register
+def expand_dims(x, axis):
+    x = as_tensor(x)
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    nd = x.data.ndim + len(axes)
+    axes = normalize_axis(axes, nd, "expand_dims")
+    shape = list(x.data.shape)
+    for a in axes:
+        shape.insert(a, 1)
+    return reshape(x, shape)
+
+
+@register
+def squeeze(x, axis=None):
+    x = as_tensor(x)
+    shape = x.data.shape
+    if axis is None:
+        axes = tuple(i for i, n in enumerate(shape) if n == 1)
+    else:
+        axes = normalize_axis(axis, len(shape), "squeeze") if shape else ()  # 0-d: axis 0/-1 is a no-op
+        for a in axes:
+            if shape[a] != 1:
+                raise ValueError(f"squeeze: axis {a} has size {shape[a]}, not 1 (shape {tuple(shape)})")
+    return reshape(x, tuple(n for i, n in enumerate(shape) if i not in axes))
 
 
 class BroadcastTo(Function):
@@ -68,140 +165,7 @@ class BroadcastTo(Function):
         return g  # the engine sums it back to the input's shape
 
 
-class Concatenate(Function):
-    raw_backward = True
-
-    @staticmethod
-    def forward(ctx, axis, *parts):
-        arrays = [p.data for p in parts]
-        ctx.axis = axis
-        ctx.offsets = list(np.cumsum([a.shape[axis] for a in arrays])[:-1])
-        try:
-            return ctx.xp.concatenate(arrays, axis=axis)
-        except ValueError:
-            raise ValueError(
-                "concatenate: shapes " + ", ".join(str(tuple(a.shape)) for a in arrays)
-                + f" do not match outside axis {axis}"
-            ) from None
-
-    @staticmethod
-    def backward(ctx, g):
-        return (None, *ctx.ops.split(g, ctx.offsets, axis=ctx.axis))
-
-
-class Split(Function):
-    raw_backward = True
-
-    @staticmethod
-    def forward(ctx, a, indices_or_sections, axis):
-        ctx.axis = axis
-        try:
-            return tuple(ctx.xp.split(a.data, indices_or_sections, axis=axis))
-        except ValueError as exc:
-            raise ValueError(f"split: {exc} (tensor of shape {tuple(a.data.shape)}, axis {axis})") from None
-
-    @staticmethod
-    def backward(ctx, *grads):
-        return ctx.ops.concatenate(list(grads), axis=ctx.axis)
-
-
-class Pad(Function):
-    raw_backward = True
-
-    @staticmethod
-    def forward(ctx, a, pad_width, value):
-        ctx.window = tuple(slice(before, before + n) for (before, _), n in zip(pad_width, a.data.shape))
-        return ctx.xp.pad(a.data, pad_width, mode="constant", constant_values=value)
-
-    @staticmethod
-    def backward(ctx, g):
-        return g[ctx.window]
-
-
-class Tile(Function):
-    raw_backward = True
-
-    @staticmethod
-    def forward(ctx, a, reps):
-        x = a.data
-        d = max(len(reps), x.ndim)
-        reps = (1,) * (d - len(reps)) + tuple(reps)
-        xs = (1,) * (d - x.ndim) + x.shape
-        ctx.interleaved = tuple(v for pair in zip(reps, xs) for v in pair)
-        ctx.rep_axes = tuple(range(0, 2 * d, 2))
-        ctx.shape = x.shape
-        return ctx.xp.tile(x, reps)
-
-    @staticmethod
-    def backward(ctx, g):
-        return g.reshape(ctx.interleaved).sum(axis=ctx.rep_axes).reshape(ctx.shape)
-
-
-# -- public functions ------------------------------------------------------------------------------------
-
-def _shape_arg(shape) -> tuple:
-    if isinstance(shape, (int, np.integer)):
-        return (int(shape),)
-    return tuple(int(s) for s in shape)
-
-
-def reshape(x, shape):
-    """``reshape(t, shape)``; one entry may be -1."""
-    x = as_tensor(x)
-    shape = _shape_arg(shape)
-    if shape == x.data.shape:
-        return x
-    return _share_version(Reshape.apply(x, shape), x)
-
-
-def transpose(x, axes=None):
-    """Permute axes (``axes`` a full permutation; None reverses them, as NumPy)."""
-    x = as_tensor(x)
-    nd = x.data.ndim
-    if axes is None:
-        axes = tuple(range(nd - 1, -1, -1))
-    else:
-        axes = tuple(int(a) % nd if nd else int(a) for a in axes)
-        if sorted(axes) != list(range(nd)):
-            raise ValueError(f"transpose: axes {axes} are not a permutation of the {nd} axes of shape {x.shape}")
-    if axes == tuple(range(nd)):
-        return x
-    return _share_version(Transpose.apply(x, axes), x)
-
-
-def swapaxes(x, axis1, axis2):
-    x = as_tensor(x)
-    nd = x.data.ndim
-    a1, a2 = normalize_axis(axis1, nd, "swapaxes")[0], normalize_axis(axis2, nd, "swapaxes")[0]
-    perm = list(range(nd))
-    perm[a1], perm[a2] = perm[a2], perm[a1]
-    return transpose(x, perm)
-
-
-def expand_dims(x, axis):
-    x = as_tensor(x)
-    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
-    nd = x.data.ndim + len(axes)
-    axes = normalize_axis(axes, nd, "expand_dims")
-    shape = list(x.data.shape)
-    for a in axes:
-        shape.insert(a, 1)
-    return reshape(x, shape)
-
-
-def squeeze(x, axis=None):
-    x = as_tensor(x)
-    shape = x.data.shape
-    if axis is None:
-        axes = tuple(i for i, n in enumerate(shape) if n == 1)
-    else:
-        axes = normalize_axis(axis, len(shape), "squeeze") if shape else ()  # 0-d: axis 0/-1 is a no-op
-        for a in axes:
-            if shape[a] != 1:
-                raise ValueError(f"squeeze: axis {a} has size {shape[a]}, not 1 (shape {tuple(shape)})")
-    return reshape(x, tuple(n for i, n in enumerate(shape) if i not in axes))
-
-
+@register
 def broadcast_to(x, shape):
     x = as_tensor(x)
     shape = _shape_arg(shape)
@@ -210,6 +174,7 @@ def broadcast_to(x, shape):
     return _share_version(BroadcastTo.apply(x, shape), x)
 
 
+@register
 def flatten(x, start_axis=0, end_axis=-1):
     """Merge axes start_axis..end_axis (inclusive) into one."""
     x = as_tensor(x)
@@ -231,6 +196,28 @@ def _tensors(seq, op):
     return [as_tensor(t, like) for t in seq]
 
 
+class Concatenate(Function):
+    raw_backward = True
+
+    @staticmethod
+    def forward(ctx, axis, *parts):
+        arrays = [p.data for p in parts]
+        ctx.axis = axis
+        ctx.offsets = tuple(int(n) for n in np.cumsum([a.shape[axis] for a in arrays])[:-1])
+        try:
+            return ctx.xp.concatenate(arrays, axis=axis)
+        except ValueError:
+            raise ValueError(
+                "concatenate: shapes " + ", ".join(str(tuple(a.shape)) for a in arrays)
+                + f" do not match outside axis {axis}"
+            ) from None
+
+    @staticmethod
+    def backward(ctx, g):
+        return (None, *ctx.ops.split(g, list(ctx.offsets), axis=ctx.axis))
+
+
+@register(method=False)
 def concatenate(seq, axis=0):
     parts = _tensors(seq, "concatenate")
     nd = parts[0].data.ndim
@@ -239,6 +226,7 @@ def concatenate(seq, axis=0):
     return Concatenate.apply(normalize_axis(axis, nd, "concatenate")[0], *parts)
 
 
+@register(method=False)
 def stack(seq, axis=0):
     parts = _tensors(seq, "stack")
     shapes = {p.data.shape for p in parts}
@@ -248,6 +236,23 @@ def stack(seq, axis=0):
     return concatenate([expand_dims(p, ax) for p in parts], axis=ax)
 
 
+class Split(Function):
+    raw_backward = True
+
+    @staticmethod
+    def forward(ctx, a, indices_or_sections, axis):
+        ctx.axis = axis
+        try:
+            return tuple(ctx.xp.split(a.data, indices_or_sections, axis=axis))
+        except ValueError as exc:
+            raise ValueError(f"split: {exc} (tensor of shape {tuple(a.data.shape)}, axis {axis})") from None
+
+    @staticmethod
+    def backward(ctx, *grads):
+        return ctx.ops.concatenate(list(grads), axis=ctx.axis)
+
+
+@register(method=False)
 def split(x, indices_or_sections, axis=0) -> list:
     """NumPy's split: an int number of equal sections, or the indices to cut at; returns a list."""
     x = as_tensor(x)
@@ -258,6 +263,20 @@ def split(x, indices_or_sections, axis=0) -> list:
     return list(out) if isinstance(out, tuple) else [out]
 
 
+class Pad(Function):
+    raw_backward = True
+
+    @staticmethod
+    def forward(ctx, a, pad_width, value):
+        ctx.window = tuple(slice(before, before + n) for (before, _), n in zip(pad_width, a.data.shape))
+        return ctx.xp.pad(a.data, pad_width, mode="constant", constant_values=value)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g[ctx.window]
+
+
+@register(method=False)
 def pad(x, pad_width, value=0.0):
     """Constant padding with NumPy's ``pad_width`` (int, (before, after), or one pair per axis)."""
     x = as_tensor(x)
@@ -268,9 +287,10 @@ def pad(x, pad_width, value=0.0):
     return Pad.apply(x, tuple((int(b), int(a)) for b, a in widths), value)
 
 
+@register
 def repeat(x, repeats, axis=None):
     """Repeat elements (NumPy's ``repeat``); None flattens first. Its gradient sums the copies."""
-    from .indexing import getitem
+    from .indexing import GetItem
 
     x = as_tensor(x)
     if axis is None or x.data.ndim == 0:  # a 0-d tensor repeats along axis 0/-1 as if flattened (NumPy)
@@ -281,9 +301,30 @@ def repeat(x, repeats, axis=None):
     n = x.data.shape[ax]
     index = np.repeat(np.arange(n), np.asarray(repeats) if not isinstance(repeats, int) else repeats)
     index = x.device.backend.asarray(index)
-    return getitem(x, (slice(None),) * ax + (index,))
+    # A gather with a fresh index array that nothing else holds: no copy, no index tensors.
+    return GetItem.apply(x, (slice(None),) * ax + (index,), ())
 
 
+class Tile(Function):
+    raw_backward = True
+
+    @staticmethod
+    def forward(ctx, a, reps):
+        x = a.data
+        d = max(len(reps), x.ndim)
+        reps = (1,) * (d - len(reps)) + tuple(reps)
+        xs = (1,) * (d - x.ndim) + x.shape
+        ctx.interleaved = tuple(v for pair in zip(reps, xs) for v in pair)
+        ctx.rep_axes = tuple(range(0, 2 * d, 2))
+        ctx.shape = x.shape
+        return ctx.xp.tile(x, reps)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.reshape(ctx.interleaved).sum(axis=ctx.rep_axes).reshape(ctx.shape)
+
+
+@register
 def tile(x, reps):
     """Tile with NumPy's ``reps``; its gradient sums the tiles."""
     x = as_tensor(x)

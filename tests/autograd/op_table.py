@@ -188,6 +188,7 @@ ELEMENTWISE = [
     _unary("square", ag.square, np.square, "square"),
     _unary("sin", ag.sin, np.sin, "sin"),
     _unary("cos", ag.cos, np.cos, "cos"),
+    _unary("tan", ag.tan, np.tan, "tan", elements=floats(-1.2, 1.2)),  # away from the poles at +-pi/2
     _unary("tanh", ag.tanh, np.tanh, "tanh"),
     _unary("sigmoid", ag.sigmoid, _np_sigmoid, "sigmoid", elements=floats(-6, 6)),
     _unary("relu", ag.relu, lambda x: np.maximum(x, 0), "relu", elements=OFF_GRID),

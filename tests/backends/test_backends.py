@@ -294,6 +294,9 @@ def test_backend_base_class_defaults():
     np.testing.assert_allclose(e, [0.0, 0.8427007929497149], rtol=1e-6)
     assert b.to_numpy(target) is target
     b.synchronize()
+    for kind in ("adam", "sgd_momentum", "softmax_cross_entropy_backward", "no_such_kind"):
+        assert Backend().fused(kind) is None  # no fused kernels: callers run the generic array code
+        assert b.fused(kind) is None
 
 
 def test_numpy_backend_seed_is_reproducible():

@@ -41,7 +41,7 @@ def _real_gpu() -> bool:
 @pytest.fixture
 def cuda_served_by_cupy():
     """Run a test with "cuda" served by the real CuPy backend even under --device=standin."""
-    from xpgrad.backends import standin
+    from xpgrad.backends.testing import standin
 
     was = standin.is_installed()
     if was:
@@ -144,9 +144,32 @@ def test_kernels_refuse_non_float_dtypes():
         K.kernel_spec("no_such_kernel", np.float32)
 
 
-def test_is_cupy_array_needs_no_cupy():
-    assert not K.is_cupy_array(np.zeros(2))
-    assert not K.is_cupy_array(2.0)
+def test_the_fused_hook_hands_out_the_kernel_helpers_by_kind():
+    backend = CupyBackend()  # CuPy installed or not: choosing a kernel needs neither CuPy nor a GPU
+    assert backend.fused("adam") is K.adam_update
+    assert backend.fused("sgd_momentum") is K.sgd_momentum_update
+    assert backend.fused("softmax_cross_entropy_backward") is K.softmax_cross_entropy_backward
+    assert backend.fused("no_such_kind") is None
+
+
+def test_asking_for_fused_kernels_imports_no_cupy(tmp_path):
+    code = (
+        "import sys\n"
+        "import numpy as np\n"
+        "from xpgrad import autograd as ag, optim\n"
+        "from xpgrad.backends.cupy_backend import CupyBackend\n"
+        "from xpgrad.nn import functional as F\n"
+        "p = ag.tensor(np.ones(3), requires_grad=True)\n"
+        "for opt in (optim.Adam([p]), optim.SGD([p], lr=0.1, momentum=0.9)):\n"
+        "    p.grad = ag.ones(3, dtype=p.dtype)\n"
+        "    opt.step()\n"
+        "x = ag.tensor(np.ones((2, 3)), requires_grad=True)\n"
+        "F.cross_entropy(x, ag.tensor(np.array([0, 2])), label_smoothing=0.1).backward()\n"
+        "hook = CupyBackend.__new__(CupyBackend)  # not constructed: that would import CuPy\n"
+        "assert all(hook.fused(k) for k in ('adam', 'sgd_momentum', 'softmax_cross_entropy_backward'))\n"
+        "assert 'cupy' not in sys.modules, 'cupy was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
 
 
 # -- kernel math on the host -------------------------------------------------------------------------------

@@ -203,7 +203,7 @@ def test_moving_a_name_to_another_device_type_gives_the_old_one_back(fresh_regis
 
 
 def test_standin_uninstall_restores_what_served_cuda(fresh_registry):
-    from xpgrad.backends import standin
+    from xpgrad.backends.testing import standin
 
     mine = _backend("cuda")
     backends.register("mine", mine)  # takes "cuda" over (from the stand-in too, under --device=standin)

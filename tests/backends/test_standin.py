@@ -14,9 +14,9 @@ import pytest
 
 from xpgrad import autograd as ag
 from xpgrad import backends
-from xpgrad.backends import standin
 from xpgrad.backends.device import Device
-from xpgrad.backends.standin import StandinArray, StandinBackend, xp
+from xpgrad.backends.testing import standin
+from xpgrad.backends.testing.standin import StandinArray, StandinBackend, xp
 
 IMPLICIT = "Implicit conversion to a NumPy array is not allowed"
 MIXED = "host numpy.ndarray was mixed with a device array"

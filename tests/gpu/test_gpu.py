@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from xpgrad import autograd as ag
-from xpgrad import nn
+from xpgrad import nn, optim
 from xpgrad.nn import functional as F
 
 pytestmark = pytest.mark.gpu
@@ -24,9 +24,9 @@ def _both(array: np.ndarray, requires_grad: bool = True):
 
 
 def _cupy_or_skip():
-    from xpgrad.backends import cupy_kernels
+    from xpgrad.backends.cupy_backend import CupyBackend
 
-    if not cupy_kernels.is_cupy_array(ag.zeros(1, device=CUDA).data):
+    if not isinstance(ag.zeros(1, device=CUDA).device.backend, CupyBackend):
         pytest.skip("the fused kernels need CuPy itself ('cuda' is served by another backend here)")
     import cupy
 
@@ -127,8 +127,6 @@ def _mlp():
 
 @pytest.mark.parametrize("make_optimizer", ["sgd_momentum", "adam"])
 def test_mlp_training_steps_on_cuda_equal_the_cpu_steps(make_optimizer):
-    from xpgrad import optim
-
     ag.manual_seed(0)
     cpu_model = _mlp().to(CPU)  # explicit: the session's default device may be cuda
     gpu_model = _mlp().to(CPU)
@@ -227,6 +225,48 @@ def test_softmax_xent_backward_kernel_matches_the_autograd_path(smoothing):
     probs = F.softmax(logits.detach(), axis=1).data
     fused = softmax_cross_entropy_backward(probs, t.data, 1.0 / 15, label_smoothing=smoothing, ignore_index=-100)
     np.testing.assert_allclose(cupy.asnumpy(fused), logits.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_optimizers_and_cross_entropy_take_the_kernels_the_cuda_backend_hands_out(monkeypatch):
+    _cupy_or_skip()
+    from xpgrad.backends import cupy_kernels
+
+    calls: list[str] = []
+
+    def recording(name):
+        real = getattr(cupy_kernels, name)
+
+        def helper(*args, **kwargs):
+            calls.append(name)
+            return real(*args, **kwargs)
+
+        return helper
+
+    for name in ("adam_update", "sgd_momentum_update", "softmax_cross_entropy_backward"):
+        monkeypatch.setattr(cupy_kernels, name, recording(name))  # CupyBackend.fused looks them up per call
+    rng = np.random.default_rng(9)
+    values, grads = rng.standard_normal((2, 4, 3)), rng.standard_normal((3, 2, 4, 3))
+    for make in (lambda ps: optim.Adam(ps, lr=0.01, amsgrad=True), lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9)):
+        result = {}
+        for device in (CPU, CUDA):
+            params = [ag.tensor(v, device=device, requires_grad=True) for v in values]
+            opt = make(params)
+            for step in grads:
+                for p, g in zip(params, step):
+                    p.grad = ag.tensor(g, device=device)
+                opt.step()
+            result[device] = [p.numpy() for p in params]
+        for got, want in zip(result[CUDA], result[CPU]):
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    logits, target = rng.standard_normal((6, 4)), np.array([0, 3, 1, 1, 2, 0])
+    grad = {}
+    for device in (CPU, CUDA):
+        x = ag.tensor(logits, device=device, requires_grad=True)
+        F.cross_entropy(x, ag.tensor(target, device=device), label_smoothing=0.1).backward()
+        grad[device] = x.grad.numpy()
+    np.testing.assert_allclose(grad[CUDA], grad[CPU], rtol=1e-10, atol=1e-12)
+    assert calls.count("adam_update") == calls.count("sgd_momentum_update") == len(grads) * len(values)
+    assert calls.count("softmax_cross_entropy_backward") == 1
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])

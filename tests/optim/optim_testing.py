@@ -82,7 +82,7 @@ def ag_params(values, dtype=np.float64) -> list[ag.Tensor]:
 
 def set_grads(params, grads, dtype=None) -> None:
     for p, g in zip(params, grads):
-        p.grad = None if g is None else ag.tensor(np.asarray(g, dtype=dtype or p.dtype))
+        p.grad = None if g is None else ag.tensor(np.asarray(g, dtype=dtype or p.dtype), device=p.device)
 
 
 def make(name: str, params, **kwargs) -> optim.Optimizer:

@@ -1,10 +1,12 @@
-"""The fused-kernel dispatch of Adam/AdamW, SGD (momentum) and cross entropy's backward, without a GPU.
+"""Fused-kernel dispatch through ``Backend.fused``: Adam/AdamW, SGD with momentum and cross entropy's backward.
 
-``cupy_kernels.is_cupy_array`` is patched to say yes and each fused helper is replaced by a NumPy
-implementation of its contract (the kernel bodies' math, in place on the same arrays), so a step through
-the dispatch must equal the ordinary array-module step, and the fake must have been called. On the CPU, the
-real helpers also run through the dispatch with their kernel bodies compiled for the host (as in
-tests/backends/test_cupy.py), which checks the calls against the helpers' actual signatures.
+The callers ask the parameters' (or logits') backend for a kernel by kind and keep their array code where
+it answers None. Here a third-party backend registered for its own device type, ``FAKE`` (the stand-in's
+strict arrays), answers with NumPy versions of the kernels' contracts that record their calls, so a step
+through the hook must equal the ordinary array step on the suite's device, and the kernels must have been
+called. The real CuPy helpers also run through the hook, as ``CupyBackend.fused`` returns them, with their
+kernel bodies compiled for the host (as in tests/backends/test_cupy.py), which checks the calls against the
+helpers' actual signatures.
 """
 from __future__ import annotations
 
@@ -18,27 +20,17 @@ import numpy as np
 import pytest
 
 from xpgrad import autograd as ag
+from xpgrad import backends, optim
+from xpgrad.backends import NumpyBackend, cupy_kernels
+from xpgrad.backends.cupy_backend import CupyBackend
+from xpgrad.backends.testing.standin import StandinBackend
 from xpgrad.nn import functional as F
-from xpgrad import optim
-from xpgrad.backends import cupy_kernels
-from optim_testing import (ADAM_CONFIGS, SGD_CONFIGS, ag_params, config_id, gradient_stream, initial_values, make,
-                           set_grads)
+from optim_testing import ADAM_CONFIGS, SGD_CONFIGS, config_id, gradient_stream, initial_values, make, set_grads
 
 TOL = {"rtol": 1e-12, "atol": 1e-12}
 N_STEPS = 8
-
-
-class _Device:
-    """Moves the fakes' arrays between the suite's device and the host, explicitly (as a test may)."""
-
-    def __init__(self) -> None:
-        self.backend = ag.zeros(1).device.backend
-
-    def host(self, a):
-        return self.backend.to_numpy(a).copy() if not isinstance(a, (int, float)) else a
-
-    def put(self, target, value) -> None:
-        target[...] = self.backend.asarray(np.asarray(value, dtype=target.dtype))
+FAKE = "fusedgpu"  # the device type the test backends serve
+KINDS = ("adam", "sgd_momentum", "softmax_cross_entropy_backward")
 
 
 def _check_dtypes(*arrays) -> None:
@@ -47,18 +39,24 @@ def _check_dtypes(*arrays) -> None:
 
 
 class FakeKernels:
-    """NumPy versions of the fused helpers' contracts; they count their calls."""
+    """NumPy versions of the fused kernels' contracts, on ``backend``'s arrays; they count their calls."""
 
     def __init__(self) -> None:
-        self.dev = _Device()
-        self.calls = {"adam": 0, "sgd": 0, "xent": 0}
+        self.backend = None  # set once the backend holding these kernels exists
+        self.calls = {kind: 0 for kind in KINDS}
 
-    def adam_update(self, param, grad, exp_avg, exp_avg_sq, *, lr, beta1, beta2, eps, step, weight_decay=0.0,
-                    decoupled_weight_decay=False, max_exp_avg_sq=None):
+    def host(self, a):
+        return self.backend.to_numpy(a).copy() if not isinstance(a, (int, float)) else a
+
+    def put(self, target, value) -> None:
+        target[...] = self.backend.asarray(np.asarray(value, dtype=target.dtype))
+
+    def adam(self, param, grad, exp_avg, exp_avg_sq, *, lr, beta1, beta2, eps, step, weight_decay=0.0,
+             decoupled_weight_decay=False, max_exp_avg_sq=None):
         self.calls["adam"] += 1
         _check_dtypes(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq)
         assert step >= 1 and isinstance(step, float)
-        h = self.dev.host
+        h = self.host
         p, g, m, v = h(param), h(grad), h(exp_avg), h(exp_avg_sq)
         if decoupled_weight_decay:
             p = p * (1 - lr * weight_decay)
@@ -69,26 +67,26 @@ class FakeKernels:
         vhat = v
         if max_exp_avg_sq is not None:
             vhat = np.maximum(h(max_exp_avg_sq), v)
-            self.dev.put(max_exp_avg_sq, vhat)
+            self.put(max_exp_avg_sq, vhat)
         denom = np.sqrt(vhat) / math.sqrt(1 - beta2**step) + eps
-        self.dev.put(exp_avg, m)
-        self.dev.put(exp_avg_sq, v)
-        self.dev.put(param, p - (lr / (1 - beta1**step)) * m / denom)
+        self.put(exp_avg, m)
+        self.put(exp_avg_sq, v)
+        self.put(param, p - (lr / (1 - beta1**step)) * m / denom)
 
-    def sgd_momentum_update(self, param, grad, momentum_buffer, *, lr, momentum, dampening=0.0, weight_decay=0.0,
-                            nesterov=False, first_step=False):
-        self.calls["sgd"] += 1
+    def sgd_momentum(self, param, grad, momentum_buffer, *, lr, momentum, dampening=0.0, weight_decay=0.0,
+                     nesterov=False, first_step=False):
+        self.calls["sgd_momentum"] += 1
         _check_dtypes(param, grad, momentum_buffer)
-        h = self.dev.host
+        h = self.host
         p = h(param)
         d = h(grad) + weight_decay * p
         b = d if first_step else momentum * h(momentum_buffer) + (1 - dampening) * d
-        self.dev.put(momentum_buffer, b)
-        self.dev.put(param, p - lr * (d + momentum * b if nesterov else b))
+        self.put(momentum_buffer, b)
+        self.put(param, p - lr * (d + momentum * b if nesterov else b))
 
     def softmax_cross_entropy_backward(self, probs, target, scale, *, label_smoothing=0.0, ignore_index=-100):
-        self.calls["xent"] += 1
-        h = self.dev.host
+        self.calls["softmax_cross_entropy_backward"] += 1
+        h = self.host
         p, t, s = h(probs), h(target), np.asarray(h(scale), dtype=np.float64)
         n, c = p.shape
         assert t.shape == (n,) and t.dtype.kind in "iu"
@@ -96,36 +94,70 @@ class FakeKernels:
             s = s.reshape(n, 1)
         q = label_smoothing / c + np.where(np.arange(c) == t[:, None], 1 - label_smoothing, 0.0)
         out = np.where((t == ignore_index)[:, None], 0.0, (p - q) * s).astype(p.dtype)
-        return self.dev.backend.asarray(out)
+        return self.backend.asarray(out)
 
 
 def _refuse(*args, **kwargs):
     raise AssertionError("the fused path was taken where it must not be")
 
 
+class ThirdPartyBackend(StandinBackend):
+    """A backend from outside the project, as the engine sees one: registered, with kernels of its own
+    behind ``fused``. It records every lookup."""
+
+    name = "fused-test"
+    device_type = FAKE
+
+    def __init__(self, kernels=None) -> None:
+        super().__init__(fused=kernels)
+        self.lookups: list[str] = []
+
+    def fused(self, kind: str):
+        self.lookups.append(kind)
+        return super().fused(kind)
+
+
 @pytest.fixture
-def fused(monkeypatch) -> FakeKernels:
-    """Arrays look like CuPy's; the fused helpers are the NumPy fakes."""
+def plug_in():
+    """``plug_in(kernels)`` registers a :class:`ThirdPartyBackend` for ``FAKE``; unregistered afterwards."""
+    registered = []
+
+    def register(kernels=None) -> ThirdPartyBackend:
+        backend = ThirdPartyBackend(kernels)
+        backends.register(backend.name, backend, device_type=FAKE)
+        registered.append(backend.name)
+        return backend
+
+    yield register
+    for name in registered:
+        backends.unregister(name)
+
+
+@pytest.fixture
+def fused(plug_in) -> tuple[FakeKernels, ThirdPartyBackend]:
+    """``FAKE``'s backend hands out the recording NumPy kernels."""
     fake = FakeKernels()
-    monkeypatch.setattr(cupy_kernels, "is_cupy_array", lambda a: True)
-    for name in ("adam_update", "sgd_momentum_update", "softmax_cross_entropy_backward"):
-        monkeypatch.setattr(cupy_kernels, name, getattr(fake, name))
-    return fake
+    backend = fake.backend = plug_in({kind: getattr(fake, kind) for kind in KINDS})
+    return fake, backend
 
 
 @pytest.fixture
-def no_fused(monkeypatch) -> None:
-    """The real is_cupy_array (nothing here is a CuPy array); a fused helper called anyway fails the test."""
-    for name in ("adam_update", "sgd_momentum_update", "softmax_cross_entropy_backward"):
-        monkeypatch.setattr(cupy_kernels, name, _refuse)
+def refusing(plug_in) -> ThirdPartyBackend:
+    """``FAKE``'s backend hands out kernels that fail the test when called."""
+    return plug_in({kind: _refuse for kind in KINDS})
 
 
-def _train(config, n_steps: int = N_STEPS):
+def _params(device=None, dtype=np.float64, values=None) -> list[ag.Tensor]:
+    values = initial_values() if values is None else values
+    return [ag.tensor(np.asarray(v, dtype=dtype), requires_grad=True, device=device) for v in values]
+
+
+def _train(config, device=None, n_steps: int = N_STEPS, grad_dtype=None):
     name, kwargs = config
-    params = ag_params(initial_values())
+    params = _params(device)
     opt = make(name, params, **kwargs)
     for grads in gradient_stream(n_steps):
-        set_grads(params, grads)
+        set_grads(params, grads, dtype=grad_dtype)
         opt.step()
     return params, opt
 
@@ -134,10 +166,12 @@ def _n_updates(n_steps: int = N_STEPS) -> int:
     return sum(g is not None for grads in gradient_stream(n_steps) for g in grads)
 
 
-def _assert_same_run(got, want) -> None:
+def _assert_same_run(got, want, exact: bool = False) -> None:
     (params, opt), (ref_params, ref_opt) = got, want
+    same = np.testing.assert_array_equal if exact else lambda a, b: np.testing.assert_allclose(a, b, **TOL)
     for p, r in zip(params, ref_params):
-        np.testing.assert_allclose(p.numpy(), r.numpy(), **TOL)
+        assert p.dtype == r.dtype
+        same(p.numpy(), r.numpy())
     sd, ref_sd = opt.state_dict(), ref_opt.state_dict()
     assert sd["param_groups"] == ref_sd["param_groups"]
     assert sd["state"].keys() == ref_sd["state"].keys()
@@ -146,7 +180,7 @@ def _assert_same_run(got, want) -> None:
         for key, value in entry.items():
             if isinstance(value, ag.Tensor):
                 assert sd["state"][idx][key].dtype == value.dtype
-                np.testing.assert_allclose(sd["state"][idx][key].numpy(), value.numpy(), **TOL)
+                same(sd["state"][idx][key].numpy(), value.numpy())
             else:
                 assert sd["state"][idx][key] == value
 
@@ -155,55 +189,95 @@ MOMENTUM_CONFIGS = [c for c in SGD_CONFIGS if c[1].get("momentum", 0) != 0]
 PLAIN_SGD_CONFIGS = [c for c in SGD_CONFIGS if c[1].get("momentum", 0) == 0]
 
 
+def _kind(config) -> str:
+    return "sgd_momentum" if config[0] == "SGD" else "adam"
+
+
+# -- optimizers ---------------------------------------------------------------------------------------------
+
 @pytest.mark.parametrize("config", ADAM_CONFIGS + MOMENTUM_CONFIGS, ids=config_id)
-def test_a_step_through_the_fused_kernel_equals_the_array_step(config, monkeypatch):
-    want = _train(config)  # before patching: the ordinary update
-    fake = FakeKernels()
-    monkeypatch.setattr(cupy_kernels, "is_cupy_array", lambda a: True)
-    monkeypatch.setattr(cupy_kernels, "adam_update", fake.adam_update)
-    monkeypatch.setattr(cupy_kernels, "sgd_momentum_update", fake.sgd_momentum_update)
-    got = _train(config)
+def test_a_step_through_a_third_party_backends_kernel_equals_the_array_step(config, fused):
+    fake, backend = fused
+    want = _train(config)  # the suite's device: the ordinary update
+    got = _train(config, device=FAKE)
     _assert_same_run(got, want)
-    kind = "sgd" if config[0] == "SGD" else "adam"
+    kind = _kind(config)
     assert fake.calls[kind] == _n_updates(), "the fused kernel was not used for every update"
     assert sum(fake.calls.values()) == fake.calls[kind]
+    assert backend.lookups == [kind] * N_STEPS, "the kernel is looked up once per group and step"
+
+
+@pytest.mark.parametrize("config", ADAM_CONFIGS + SGD_CONFIGS, ids=config_id)
+def test_a_backend_whose_hook_answers_none_gets_the_array_step_bit_for_bit(config, plug_in):
+    backend = plug_in()  # no kernels: fused() is None for every kind
+    _assert_same_run(_train(config, device=FAKE), _train(config), exact=True)
+    assert set(backend.lookups) <= {_kind(config)}
 
 
 @pytest.mark.parametrize("config", PLAIN_SGD_CONFIGS, ids=config_id)
-def test_sgd_without_momentum_keeps_the_array_update(config, fused):
-    want_params = [p.numpy() for p in _train(config)[0]]
-    assert fused.calls["sgd"] == 0
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(cupy_kernels, "is_cupy_array", lambda a: False)
-        ref = [p.numpy() for p in _train(config)[0]]
-    for p, r in zip(want_params, ref):
-        np.testing.assert_array_equal(p, r)
+def test_sgd_without_momentum_keeps_the_array_update(config, refusing):
+    _assert_same_run(_train(config, device=FAKE), _train(config), exact=True)
+    assert refusing.lookups == []
 
 
 @pytest.mark.parametrize("config", ADAM_CONFIGS[:3] + MOMENTUM_CONFIGS[:2], ids=config_id)
-def test_arrays_that_are_not_cupy_never_take_the_fused_path(config, no_fused):
-    _train(config, n_steps=2)
+def test_a_gradient_of_another_dtype_takes_the_array_path(config, refusing):
+    want = _train(config, n_steps=3, grad_dtype=np.float32)
+    got = _train(config, device=FAKE, n_steps=3, grad_dtype=np.float32)
+    _assert_same_run(got, want, exact=True)
 
 
-def test_state_saved_on_the_fused_path_continues_on_the_array_path(monkeypatch):
+def test_the_stock_backends_offer_no_fused_kernels():
+    for kind in KINDS:
+        assert backends.get("numpy").fused(kind) is None
+        assert StandinBackend().fused(kind) is None  # what --device=standin installs
+        assert ag.zeros(1).device.backend.fused(kind) is None  # the suite's device (cpu or the stand-in)
+
+
+@pytest.mark.parametrize("config", [ADAM_CONFIGS[3], MOMENTUM_CONFIGS[2]], ids=config_id)
+def test_a_group_spanning_devices_asks_each_device_once_per_step(config, fused):
+    fake, backend = fused
+    values = initial_values() + initial_values(seed=3)
+    home = ag.get_default_device()
+    devices = [FAKE, home, FAKE, home]
+    grads = gradient_stream(N_STEPS, shapes=[v.shape for v in values])
+
+    def run(devs):
+        params = [ag.tensor(v, requires_grad=True, device=d) for v, d in zip(values, devs)]
+        opt = make(config[0], params, **config[1])
+        for gs in grads:
+            set_grads(params, gs)
+            opt.step()
+        return params, opt
+
+    want = run([home] * 4)
+    got = run(devices)
+    _assert_same_run(got, want)
+    for p, r, d in zip(got[0], want[0], devices):
+        if d == home:  # the suite's device took the array step, bit for bit
+            np.testing.assert_array_equal(p.numpy(), r.numpy())
+    kind = _kind(config)
+    assert fake.calls[kind] == sum(gs[i] is not None for gs in grads for i in (0, 2))
+    assert backend.lookups == [kind] * N_STEPS  # once per step, though the devices alternate
+
+
+def test_state_saved_on_the_fused_path_continues_on_the_array_path(fused):
+    fake, _ = fused
     config = ("Adam", {"lr": 0.01, "amsgrad": True, "weight_decay": 0.1})
     want = _train(config, n_steps=6)
-    fake = FakeKernels()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(cupy_kernels, "is_cupy_array", lambda a: True)
-        mp.setattr(cupy_kernels, "adam_update", fake.adam_update)
-        params, opt = _train(config, n_steps=3)
+    params, opt = _train(config, device=FAKE, n_steps=3)
     assert fake.calls["adam"] > 0
     saved = opt.state_dict()
-    opt2 = make(config[0], params, **config[1])
+    moved = [ag.tensor(p.numpy(), requires_grad=True) for p in params]  # to the suite's device
+    opt2 = make(config[0], moved, **config[1])
     opt2.load_state_dict(saved)
     for grads in gradient_stream(6)[3:]:
-        set_grads(params, grads)
+        set_grads(moved, grads)
         opt2.step()
-    _assert_same_run((params, opt2), want)
+    _assert_same_run((moved, opt2), want)
 
 
-def test_an_update_swapped_in_by_a_subclass_is_not_bypassed(fused):
+def test_an_update_swapped_in_by_a_subclass_is_not_bypassed(refusing):
     seen = []
 
     class MyAdam(optim.Adam):
@@ -211,19 +285,21 @@ def test_an_update_swapped_in_by_a_subclass_is_not_bypassed(fused):
         def _kernel(param, grad, *args, **kwargs):
             seen.append(kwargs["step"])
 
-    params = ag_params(initial_values())
+    params = _params(FAKE)
     opt = MyAdam(params, lr=0.1)
     set_grads(params, [np.ones(p.shape) for p in params])
     opt.step()
-    assert seen == [1.0, 1.0] and fused.calls["adam"] == 0
+    assert seen == [1.0, 1.0] and refusing.lookups == []
 
 
 # -- cross entropy's backward -------------------------------------------------------------------------------
 
-def _xent_grad(logits: np.ndarray, target: np.ndarray, upstream=None, **kwargs) -> np.ndarray:
-    x = ag.tensor(logits, requires_grad=True)
-    loss = F.cross_entropy(x, ag.tensor(target), **kwargs)
-    loss.backward(None if upstream is None else ag.tensor(upstream))
+def _xent_grad(logits: np.ndarray, target: np.ndarray, upstream=None, device=None, **kwargs) -> np.ndarray:
+    x = ag.tensor(logits, requires_grad=True, device=device)
+    if isinstance(kwargs.get("weight"), np.ndarray):
+        kwargs["weight"] = ag.tensor(kwargs["weight"], device=device)
+    loss = F.cross_entropy(x, ag.tensor(target, device=device), **kwargs)
+    loss.backward(None if upstream is None else ag.tensor(upstream, device=device))
     return x.grad.numpy()
 
 
@@ -240,7 +316,8 @@ XENT_CASES = [
 
 @pytest.mark.parametrize("kwargs", XENT_CASES, ids=repr)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_cross_entropy_backward_through_the_fused_kernel_equals_the_array_backward(kwargs, dtype, monkeypatch):
+def test_cross_entropy_backward_through_the_hook_equals_the_array_backward(kwargs, dtype, fused):
+    fake, backend = fused
     rng = np.random.default_rng(5)
     n, c = 9, 5
     logits = (rng.standard_normal((n, c)) * 3).astype(dtype)
@@ -249,13 +326,9 @@ def test_cross_entropy_backward_through_the_fused_kernel_equals_the_array_backwa
     target[[2, 6]] = 0 if ignore_index is None else ignore_index  # rows that do not count, where any do
     upstream = rng.standard_normal(n).astype(dtype) if kwargs.get("reduction") == "none" else None
     want = _xent_grad(logits, target, upstream, **kwargs)
-    fake = FakeKernels()
-    monkeypatch.setattr(cupy_kernels, "is_cupy_array", lambda a: True)
-    monkeypatch.setattr(cupy_kernels, "softmax_cross_entropy_backward", fake.softmax_cross_entropy_backward)
-    # On a CuPy device cross_entropy never takes its CPU-only plain path (it would read the targets back).
-    monkeypatch.setattr(F, "_plain_targets", lambda *args: False)
-    got = _xent_grad(logits, target, upstream, **kwargs)
-    assert fake.calls["xent"] == 1
+    got = _xent_grad(logits, target, upstream, device=FAKE, **kwargs)
+    assert fake.calls["softmax_cross_entropy_backward"] == 1
+    assert backend.lookups == ["softmax_cross_entropy_backward"]
     assert got.dtype == dtype
     tol = TOL if dtype == np.float64 else {"rtol": 1e-5, "atol": 1e-6}
     np.testing.assert_allclose(got, want, **tol)
@@ -263,26 +336,45 @@ def test_cross_entropy_backward_through_the_fused_kernel_equals_the_array_backwa
         np.testing.assert_array_equal(got[[2, 6]], 0.0)
 
 
-def test_cross_entropy_cases_the_kernel_does_not_cover_keep_the_array_backward(fused):
+def test_cross_entropy_cases_the_kernel_does_not_cover_keep_the_array_backward(refusing):
     rng = np.random.default_rng(6)
     logits = rng.standard_normal((4, 3))
     target = np.array([0, 2, 1, 1])
-    _xent_grad(logits, target, weight=ag.tensor(np.array([0.5, 1.0, 2.0])))  # class weights
-    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
-    _xent_grad(logits, probs)  # probability targets
-    _xent_grad(rng.standard_normal((2, 3, 4)), rng.integers(0, 3, (2, 4)))  # (N, C, d) logits
-    _xent_grad(rng.standard_normal(3), np.array(1))  # (C,) logits
-    x = ag.tensor(logits, requires_grad=True)  # create_graph: the Tensor path, for higher order
-    ag.grad(F.cross_entropy(x, ag.tensor(target)), [x], create_graph=True)
-    assert fused.calls["xent"] == 0
+    cases = [
+        (logits, target, {"weight": np.array([0.5, 1.0, 2.0])}),  # class weights
+        (logits, np.exp(logits) / np.exp(logits).sum(1, keepdims=True), {}),  # probability targets
+        (rng.standard_normal((2, 3, 4)), rng.integers(0, 3, (2, 4)), {}),  # (N, C, d) logits
+        (rng.standard_normal(3), np.array(1), {}),  # (C,) logits
+    ]
+    for x, t, kwargs in cases:
+        np.testing.assert_array_equal(_xent_grad(x, t, device=FAKE, **kwargs), _xent_grad(x, t, **kwargs))
+    x = ag.tensor(logits, requires_grad=True, device=FAKE)  # create_graph: the Tensor path, for higher order
+    ag.grad(F.cross_entropy(x, ag.tensor(target, device=FAKE)), [x], create_graph=True)
 
 
-def test_cross_entropy_backward_never_fuses_arrays_that_are_not_cupy(no_fused):
+def test_cross_entropy_backward_on_a_backend_without_kernels_is_the_array_backward(plug_in):
+    plug_in()
     rng = np.random.default_rng(7)
-    _xent_grad(rng.standard_normal((5, 4)), rng.integers(0, 4, 5), label_smoothing=0.1)
+    logits, target = rng.standard_normal((5, 4)), rng.integers(0, 4, 5)
+    np.testing.assert_array_equal(_xent_grad(logits, target, device=FAKE, label_smoothing=0.1),
+                                  _xent_grad(logits, target, label_smoothing=0.1))
 
 
 # -- the real helpers, kernel bodies compiled for the host ---------------------------------------------------
+
+class HostCompiledBackend(NumpyBackend):
+    """NumPy arrays on ``FAKE``, with the kernels the CuPy backend's hook hands out."""
+
+    name = "fused-host-compiled"
+    device_type = FAKE
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._cupy = CupyBackend()  # asked only for its fused(); no GPU needed for that
+
+    def fused(self, kind: str):
+        return self._cupy.fused(kind)
+
 
 @pytest.fixture
 def host_compiled(monkeypatch):
@@ -307,23 +399,25 @@ def host_compiled(monkeypatch):
 
     for name in ("adam_update", "sgd_momentum_update", "softmax_cross_entropy_backward"):
         monkeypatch.setattr(cupy_kernels, name, counted(name, getattr(cupy_kernels, name)))
-    return calls
+    backend = HostCompiledBackend()
+    backends.register(backend.name, backend, device_type=FAKE)
+    try:
+        yield calls
+    finally:
+        backends.unregister(backend.name)
 
 
-@pytest.mark.cpu_only  # the host-compiled kernels take NumPy arrays' memory
-def test_the_real_helpers_through_the_dispatch_equal_the_array_path(host_compiled, monkeypatch):
+def test_the_real_helpers_through_the_cupy_backends_hook_equal_the_array_path(host_compiled):
     configs = ADAM_CONFIGS + MOMENTUM_CONFIGS
-    want = [_train(c) for c in configs]
+    for config in configs:
+        _assert_same_run(_train(config, device=FAKE), _train(config))
     rng = np.random.default_rng(8)
     logits, target = rng.standard_normal((6, 4)), np.array([0, 3, -100, 1, 1, 2])
-    want_xent = [_xent_grad(logits.astype(dt), target, label_smoothing=0.1) for dt in (np.float64, np.float32)]
-    monkeypatch.setattr(cupy_kernels, "is_cupy_array", lambda a: True)
-    for config, ref in zip(configs, want):
-        _assert_same_run(_train(config), ref)
-    for dt, ref in zip((np.float64, np.float32), want_xent):
-        got = _xent_grad(logits.astype(dt), target, label_smoothing=0.1)
+    for dt in (np.float64, np.float32):
+        want = _xent_grad(logits.astype(dt), target, label_smoothing=0.1)
+        got = _xent_grad(logits.astype(dt), target, device=FAKE, label_smoothing=0.1)
         assert got.dtype == dt
-        np.testing.assert_allclose(got, ref, **(TOL if dt == np.float64 else {"rtol": 1e-5, "atol": 1e-6}))
+        np.testing.assert_allclose(got, want, **(TOL if dt == np.float64 else {"rtol": 1e-5, "atol": 1e-6}))
     assert host_compiled.count("adam_update") == len(ADAM_CONFIGS) * _n_updates()
     assert host_compiled.count("sgd_momentum_update") == len(MOMENTUM_CONFIGS) * _n_updates()
     assert host_compiled.count("softmax_cross_entropy_backward") == 2

@@ -1,5 +1,8 @@
 """A GPU-free stand-in for a CUDA device, so the whole suite can run "on the GPU" without one.
 
+Test infrastructure (``xpgrad.backends.testing.standin``): the engine never imports it; the test
+suite's ``--device=standin`` and tests that need a strict second device do.
+
 ``install()`` makes the device type "cuda" run on :class:`StandinBackend`, whose arrays
 (:class:`StandinArray`) hold NumPy memory but behave like CuPy's as far as the rest of the code can
 tell, only stricter:
@@ -29,11 +32,11 @@ import functools
 import math
 import threading
 from typing import Any
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
 
-from .base import Backend, _draw_normal, _draw_uniform
+from ..base import Backend, _draw_normal, _draw_uniform
 
 __all__ = ["StandinArray", "StandinBackend", "xp", "install", "uninstall", "installed", "is_installed"]
 
@@ -573,16 +576,22 @@ xp = _ArrayModule(np, "xp", _CUPY_NAMES)
 # -- the backend ---------------------------------------------------------------------------------------------
 
 class StandinBackend(Backend):
-    """Serves device type "cuda" with :class:`StandinArray` (registered by :func:`install`)."""
+    """Serves device type "cuda" with :class:`StandinArray` (registered by :func:`install`).
+
+    ``fused`` maps :meth:`Backend.fused` kinds to kernels, so that a test can register a backend whose
+    hook offers kernels of its own (``backends.register(name, StandinBackend(fused={...}), device_type=...)``).
+    The one :func:`install` registers has none: it runs the generic array code, as the CPU does.
+    """
 
     name = "standin"
     device_type = "cuda"
     xp = xp
     array_type = StandinArray
 
-    def __init__(self) -> None:
+    def __init__(self, fused: Mapping[str, Callable] | None = None) -> None:
         self._seed: int | None = None
         self._generators: dict[int, np.random.Generator] = {}
+        self._fused: dict[str, Callable] = dict(fused or {})
 
     def availability(self) -> tuple[bool, str]:
         return True, "available"
@@ -623,6 +632,10 @@ class StandinBackend(Backend):
         out = np.frompyfunc(math.erf, 1, 1)(a)
         return StandinArray(np.asarray(out, dtype=a.dtype if a.dtype.kind == "f" else np.float64))
 
+    def fused(self, kind: str):
+        """The kernel given for ``kind`` at construction, or None (then callers run the generic path)."""
+        return self._fused.get(kind)
+
     # -- random numbers: one generator per device index, seeded by ag.manual_seed ----------------------
     def _generator(self, device) -> np.random.Generator:
         idx = 0 if device is None or device.index is None else device.index
@@ -653,14 +666,14 @@ _install_lock = threading.Lock()
 
 
 def is_installed(device_type: str = "cuda") -> bool:
-    from . import registry
+    from .. import registry
 
     return registry._by_device_type.get(device_type) == StandinBackend.name
 
 
 def install(device_type: str = "cuda") -> StandinBackend:
     """Make ``device_type`` (default "cuda") run on the stand-in; returns its backend. Idempotent."""
-    from . import registry
+    from .. import registry
 
     with _install_lock:
         if not is_installed(device_type):
@@ -670,7 +683,7 @@ def install(device_type: str = "cuda") -> StandinBackend:
 
 def uninstall() -> None:
     """Give the device type back to whatever served it before :func:`install` (CuPy, lazily)."""
-    from . import registry
+    from .. import registry
 
     with _install_lock:
         try:
