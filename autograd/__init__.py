@@ -6,7 +6,7 @@
 >>> x.grad
 tensor([2., 4., 6.])
 """
-from . import dtypes
+from . import dtypes  # noqa: F401  (ag.dtypes)
 from ._methods import install as _install
 from .creation import (
     arange, empty, eye, get_default_device, set_default_device, from_numpy, full, full_like, manual_seed, ones, ones_like, rand, randn, tensor, zeros,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from xpgrad import backends
-from xpgrad.backends.device import as_device
+from xpgrad.backends.device import Device, as_device
 
 from . import dtypes
 from .tensor import Tensor, _make

@@ -52,19 +52,18 @@ class _LSTMScan(Function):
                 acts[t] = sig
                 cs[t] = c
                 hs[t] = h
-        ctx.save_for_backward(gx, h0, c0, w_hh)
-        ctx.acts, ctx.cs = acts, cs
+        ctx.save_for_backward(gx, h0, c0, w_hh, acts, cs)
         return hs, cs[-1].copy()
 
     @staticmethod
     def backward(ctx, g_hs, g_cn):
-        gx, h0, c0, w_hh = ctx.saved
+        gx, h0, c0, w_hh, acts, cs = ctx.saved
         H = w_hh.shape[1]
         if isinstance(g_hs, Tensor):
             acts, cs, hs = _recompute(gx, h0, c0, w_hh)
             ops = ag
         else:
-            acts, cs, hs = ctx.acts, ctx.cs, ctx.output
+            hs = ctx.output
             ops = ctx.xp
         steps = acts.shape[0]
         i, f, g, o = acts[:, :, :H], acts[:, :, H:2 * H], acts[:, :, 2 * H:3 * H], acts[:, :, 3 * H:]
