@@ -15,7 +15,8 @@ This file is the package's ``__init__``: the repository root is the ``xpgrad`` p
 from . import autograd, backends
 from .autograd import *  # noqa: F401,F403  (tensor, grad, no_grad, the ops, ...)
 from .autograd import __all__ as _autograd_all
+from .autograd import func  # noqa: E402  (xg.func.grad, xg.func.jacobian, ...)
 from . import nn, optim  # noqa: E402  (they build on the engine above)
 
 __version__ = autograd.__version__
-__all__ = ["autograd", "backends", "nn", "optim", *_autograd_all]
+__all__ = ["autograd", "backends", "nn", "optim", "func", *_autograd_all]

@@ -14,6 +14,9 @@ from .creation import (
 )
 from .dtypes import bool_, float16, float32, float64, get_default_dtype, int32, int64, set_default_dtype
 from .grad_inputs import grad
+from .hooks import RemovableHandle, queue_callback
+from .random import Generator, multinomial, rand_like, randint, randn_like
+from .interop import from_dlpack
 from .function import Context, Function
 from .grad_mode import detect_anomaly, enable_grad, is_anomaly_enabled, is_grad_enabled, no_grad, set_grad_enabled
 from .ops import *  # noqa: F401,F403  (the op functions: add, exp, sum, reshape, ...)
@@ -24,14 +27,16 @@ from xpgrad.backends.device import Device
 _install()
 
 from .testing import GradcheckError, gradcheck, gradgradcheck  # noqa: E402  (needs the ops above)
+from . import func  # noqa: E402,F401  (ag.func: grad, jacobian, hessian, ... as transforms)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Tensor", "Function", "Context", "Device", "grad", "GradcheckError", "gradcheck", "gradgradcheck",
+    "Tensor", "Function", "Context", "Device", "grad", "queue_callback", "RemovableHandle", "GradcheckError", "gradcheck", "gradgradcheck",
     "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "detect_anomaly", "is_anomaly_enabled",
-    "arange", "empty", "eye", "from_numpy", "full", "full_like", "get_default_device", "set_default_device",
+    "arange", "empty", "eye", "from_dlpack", "from_numpy", "full", "full_like", "get_default_device", "set_default_device",
     "manual_seed", "ones", "ones_like", "rand", "randn", "tensor", "zeros", "zeros_like",
+    "Generator", "randint", "rand_like", "randn_like", "multinomial",
     "bool_", "float16", "float32", "float64", "int32", "int64", "get_default_dtype", "set_default_dtype",
     *_ops_all,
 ]

@@ -21,6 +21,59 @@ class Conversions:
         """The values as a numpy.ndarray (copied from the device if needed; shares memory on cpu)."""
         return self.device.backend.to_numpy(self.data)
 
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        """``np.asarray(t)``: the values of a cpu tensor, sharing memory unless ``dtype`` or
+        ``copy=True`` asks for a copy (NumPy 2's ``copy=`` rules: ``copy=False`` raises if one is
+        needed). A tensor on another device raises: nothing is copied from a GPU implicitly.
+        """
+        if self.device.type != "cpu":
+            raise TypeError(
+                f"can't convert a tensor on {self.device} to a NumPy array implicitly (that would copy it from the "
+                "device); copy it to the host explicitly with t.cpu() or t.numpy() first"
+            )
+        arr = self.data
+        if dtype is not None and np.dtype(dtype) != arr.dtype:
+            if copy is False:
+                raise ValueError(
+                    f"np.asarray(t, dtype={np.dtype(dtype)}, copy=False): converting from {arr.dtype} needs a copy"
+                )
+            return arr.astype(dtype)
+        return arr.copy() if copy else arr
+
+    def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
+        """DLPack export of the tensor's array (NumPy's on cpu, CuPy's on cuda): consumers such as
+        ``torch.from_dlpack`` and ``np.from_dlpack`` share its memory. As in torch, a tensor that
+        requires grad is refused (``BufferError`` naming ``.detach()``): export ``t.detach()``.
+        """
+        if self._requires_grad:
+            raise BufferError("Can't export tensors that require gradient, use tensor.detach()")
+        export = getattr(self.data, "__dlpack__", None)
+        if export is None:
+            raise BufferError(
+                f"the arrays of the {self.device.backend.name!r} backend ({self.device}) do not support DLPack export"
+            )
+        kwargs = {}
+        if stream is not None:
+            kwargs["stream"] = stream
+        if max_version is not None:
+            kwargs["max_version"] = max_version
+        if dl_device is not None:
+            kwargs["dl_device"] = dl_device
+        if copy is not None:
+            kwargs["copy"] = copy
+        return export(**kwargs)
+
+    def __dlpack_device__(self) -> tuple:
+        """``(device_type, device_id)`` of the DLPack export: (kDLCPU=1, 0) on cpu, (kDLCUDA=2, i) on cuda:i."""
+        query = getattr(self.data, "__dlpack_device__", None)
+        if query is not None:
+            return query()
+        if self.device.type == "cpu":
+            return (1, 0)
+        if self.device.type == "cuda":
+            return (2, self.device.index or 0)
+        raise BufferError(f"tensors on {self.device} have no DLPack device")
+
     def item(self):
         if self.data.size != 1:
             raise ValueError(f"item() needs a tensor with exactly one element, got shape {self.shape}")

@@ -52,10 +52,11 @@ def _shape(shape) -> tuple:
 
 
 def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    """A new tensor (always a copy) from a list, number, NumPy/CuPy array or Tensor.
+    """A new tensor (always a copy) from a list, number, NumPy/CuPy array, Tensor, or any tensor
+    exporting DLPack (torch, JAX...: read through ``from_dlpack``, then copied).
 
     Python floats become the default float dtype (float32), Python ints int64; an array keeps
-    its dtype.
+    its dtype. A foreign tensor in GPU memory is never copied to another device implicitly.
     """
     return Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
 
@@ -121,15 +122,25 @@ def full_like(t: Tensor, value, dtype=None, device=None, requires_grad=False) ->
     return _finish(dev.backend.xp.full(t.shape, value, dtype=dtype or t.dtype), dev, requires_grad)
 
 
-def rand(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:
-    """Uniform on [0, 1), from the device's generator (seeded by ``manual_seed``)."""
+def rand(*shape, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """Uniform on [0, 1), from the device's generator (seeded by ``manual_seed``) or ``generator``."""
     dev = _dev(device)
+    if generator is not None:
+        from .random import stream_for
+
+        data = dev.backend.uniform(_shape(shape), 0.0, 1.0, _float_or(dtype), dev, stream=stream_for(generator, dev))
+        return _finish(data, dev, requires_grad)
     return _finish(dev.backend.uniform(_shape(shape), 0.0, 1.0, _float_or(dtype), dev), dev, requires_grad)
 
 
-def randn(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:
-    """Standard normal samples from the device's generator (seeded by ``manual_seed``)."""
+def randn(*shape, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """Standard normal samples from the device's generator (seeded by ``manual_seed``) or ``generator``."""
     dev = _dev(device)
+    if generator is not None:
+        from .random import stream_for
+
+        data = dev.backend.normal(_shape(shape), 0.0, 1.0, _float_or(dtype), dev, stream=stream_for(generator, dev))
+        return _finish(data, dev, requires_grad)
     return _finish(dev.backend.normal(_shape(shape), 0.0, 1.0, _float_or(dtype), dev), dev, requires_grad)
 
 
@@ -170,6 +181,14 @@ def to_array(data, dtype, device: Device, copy: bool):
         return arr
     if isinstance(data, np.generic):
         return backend.asarray(np.asarray(data, dtype=dtype))
+    if hasattr(type(data), "__dlpack__"):
+        # A foreign tensor (torch, JAX, CuPy bound elsewhere...): read through DLPack, keeping its dtype.
+        from .interop import foreign_to_tensor
+
+        src = foreign_to_tensor(data, "ag.tensor", device).data
+        if isinstance(src, backend.array_type):
+            return backend.xp.array(src, dtype=dtype, copy=copy)
+        return backend.asarray(src, dtype=dtype)  # host values bound for a device: a transfer
     arr = np.asarray(data, dtype=dtype)
     if dtype is None:
         if arr.dtype == np.float64:

@@ -7,7 +7,8 @@ Three pieces, each written once:
   visits each node after all its consumers delivered their gradients: a reverse topological
   order, computed iteratively (a 100,000-op chain is fine) and without a counting pre-pass.
 - ``backward_of`` is the one call into a node's backward.
-- ``accumulate`` is the one way a gradient is added to a tensor's ``.grad``.
+- ``accumulate`` is the one way a gradient is added to a tensor's ``.grad``; leaves' hooks
+  (``hooks.py``) run once a leaf has received its last gradient of the backward.
 
 ``_traverse`` joins them, and undoes broadcasting once for all ops: a gradient whose shape
 differs from its input's is summed back to that shape (``sum_to``) and cast to the input's
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import heapq
 
+from . import hooks
 from .anomaly import check_backward
 from .function import Context, freed_error
 from .grad_inputs import GradInputs, roots_and_seeds
@@ -36,17 +38,21 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
         retain_graph = create_graph
     roots, seeds = roots_and_seeds(tensors, grad_tensors, create_graph)
     wanted = None if inputs is None else GradInputs(inputs, roots)
+    leaf_hooks = hooks.plan(roots) if wanted is None else None  # None unless a hooked leaf is reached
     add, nodes = schedule()
     flags = mode.get()
     token = mode.set(flags | GRAD if create_graph else flags & ~GRAD)  # a graph of backward only under create_graph
     try:
-        for t, s in zip(roots, seeds):
-            node = t.grad_fn
-            if node is None:
-                _deliver_leaf(t, s, wanted, create_graph, False)
-            elif wanted is None or node in wanted.reach:
-                add(node, t._out_idx, s)
-        _traverse(add, nodes, wanted, create_graph, retain_graph, flags & ANOMALY)
+        with hooks.Callbacks():
+            for t, s in zip(roots, seeds):
+                node = t.grad_fn
+                if node is None:
+                    _deliver_leaf(t, s, wanted, create_graph, False)
+                    if leaf_hooks is not None:
+                        leaf_hooks.node_done(None, (t,))
+                elif wanted is None or node in wanted.reach:
+                    add(node, t._out_idx, s)
+            _traverse(add, nodes, wanted, create_graph, retain_graph, flags & ANOMALY, leaf_hooks)
     finally:
         mode.reset(token)
     return None if wanted is None else wanted.result(allow_unused)
@@ -105,7 +111,7 @@ def schedule():
     return add, nodes()
 
 
-def _traverse(add, nodes, wanted, create_graph, retain_graph, anomaly):
+def _traverse(add, nodes, wanted, create_graph, retain_graph, anomaly, leaf_hooks):
     """Run the scheduled nodes' backwards and route their gradients to their inputs."""
     raw_ok = not create_graph
     device = array_type = None
@@ -166,6 +172,8 @@ def _traverse(add, nodes, wanted, create_graph, retain_graph, anomaly):
                 adopt = (fresh and gi is not gout and getattr(gi.data if create_graph else gi, "base", None) is None
                          and (n_in == 1 or _returned_once(gi, grads_in)))
                 _deliver_leaf(edge, gi, wanted, create_graph, adopt)
+        if leaf_hooks is not None:  # hooked leaves whose last gradient this was run their hooks
+            leaf_hooks.node_done(node, edges)
         if not retain_graph:
             # Release the node: a second backward through it then raises, and dropping its edges
             # lets the nodes upstream (and whatever their forwards kept) die as soon as backward

@@ -16,6 +16,7 @@ import numpy as np
 from xpgrad.backends.device import as_device
 
 from .conversions import Conversions
+from .hooks import register_post_accumulate_grad_hook
 from .inplace import InPlaceOps
 from .versioning import UNCHANGED, counter as _counter
 
@@ -195,3 +196,4 @@ def _adopt_methods(cls, *holders) -> None:
 
 
 _adopt_methods(Tensor, Conversions, InPlaceOps)
+Tensor.register_post_accumulate_grad_hook = register_post_accumulate_grad_hook

@@ -69,16 +69,29 @@ class Backend:
         return None
 
     # -- random numbers ---------------------------------------------------------------------------
+    # Draws come from the backend's own generator (per device, seeded by ``seed``) unless a
+    # ``stream`` is given: an object made by ``make_stream`` (what an ``ag.Generator`` holds per
+    # device). Callers pass ``stream=`` only when they have one, so a backend written before
+    # streams existed keeps working for everything but ``generator=``.
     def seed(self, seed: int) -> None:
         raise NotImplementedError
 
-    def uniform(self, shape, low, high, dtype, device=None):
+    def make_stream(self, seed: int, device=None):
+        """A new random stream for ``device`` seeded with ``seed`` (a non-negative int), to pass as
+        ``stream=`` to the draw methods below."""
+        raise NotImplementedError(f"the {self.name!r} backend does not support generator= (no make_stream)")
+
+    def uniform(self, shape, low, high, dtype, device=None, stream=None):
         raise NotImplementedError
 
-    def normal(self, shape, mean, std, dtype, device=None):
+    def normal(self, shape, mean, std, dtype, device=None, stream=None):
         raise NotImplementedError
 
-    def permutation(self, n: int, device=None):
+    def integers(self, shape, low, high, dtype, device=None, stream=None):
+        """Integers uniform on [low, high) of ``dtype``."""
+        raise NotImplementedError(f"the {self.name!r} backend cannot draw random integers (no integers)")
+
+    def permutation(self, n: int, device=None, stream=None):
         raise NotImplementedError
 
     def __repr__(self) -> str:

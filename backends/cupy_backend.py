@@ -113,18 +113,27 @@ class CupyBackend(Backend):
         self._seed = int(seed)
         self._generators.clear()
 
-    def uniform(self, shape, low, high, dtype, device=None):
+    def make_stream(self, seed: int, device=None):
         with self._device(device):
-            return _draw_uniform(self._generator(device), shape, low, high, dtype)
+            return self.xp.random.default_rng(seed)
 
-    def normal(self, shape, mean, std, dtype, device=None):
+    def uniform(self, shape, low, high, dtype, device=None, stream=None):
         with self._device(device):
-            return _draw_normal(self._generator(device), shape, mean, std, dtype)
+            return _draw_uniform(stream or self._generator(device), shape, low, high, dtype)
 
-    def permutation(self, n: int, device=None):
+    def normal(self, shape, mean, std, dtype, device=None, stream=None):
+        with self._device(device):
+            return _draw_normal(stream or self._generator(device), shape, mean, std, dtype)
+
+    def integers(self, shape, low, high, dtype, device=None, stream=None):
+        with self._device(device):
+            out = (stream or self._generator(device)).integers(low, high, size=shape, dtype=np.int64)
+            return out.astype(dtype, copy=False)
+
+    def permutation(self, n: int, device=None, stream=None):
         # cupy.random.Generator has no permutation(); ranking i.i.d. uniforms gives a uniform one.
         with self._device(device):
-            keys = self._generator(device).random(int(n), dtype=np.float64)
+            keys = (stream or self._generator(device)).random(int(n), dtype=np.float64)
             return self.xp.argsort(keys).astype(np.int64, copy=False)
 
 

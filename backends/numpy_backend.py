@@ -52,14 +52,20 @@ class NumpyBackend(Backend):
     def seed(self, seed: int) -> None:
         self._rng = np.random.default_rng(seed)
 
-    def uniform(self, shape, low, high, dtype, device=None):
-        return _draw_uniform(self._rng, shape, low, high, dtype)
+    def make_stream(self, seed: int, device=None):
+        return np.random.default_rng(seed)
 
-    def normal(self, shape, mean, std, dtype, device=None):
-        return _draw_normal(self._rng, shape, mean, std, dtype)
+    def uniform(self, shape, low, high, dtype, device=None, stream=None):
+        return _draw_uniform(stream or self._rng, shape, low, high, dtype)
 
-    def permutation(self, n: int, device=None):
-        return self._rng.permutation(n)
+    def normal(self, shape, mean, std, dtype, device=None, stream=None):
+        return _draw_normal(stream or self._rng, shape, mean, std, dtype)
+
+    def integers(self, shape, low, high, dtype, device=None, stream=None):
+        return (stream or self._rng).integers(low, high, size=shape, dtype=dtype)
+
+    def permutation(self, n: int, device=None, stream=None):
+        return (stream or self._rng).permutation(n)
 
 
 def _is_foreign_device_array(data) -> bool:

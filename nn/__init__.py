@@ -12,9 +12,10 @@ from .module import Module, Parameter
 from .serialization import load, save
 from .data import DataLoader, TensorDataset, random_split_indices
 from .training import History, accuracy, evaluate, fit, predict
+from . import parallel
 
 __all__ = [
-    "functional", "init", "utils", "Module", "Parameter", "save", "load",
+    "functional", "init", "utils", "parallel", "Module", "Parameter", "save", "load",
     "MSELoss", "L1Loss", "CrossEntropyLoss", "NLLLoss", "BCELoss", "BCEWithLogitsLoss",
     "DataLoader", "TensorDataset", "random_split_indices", "History", "accuracy", "evaluate", "fit", "predict",
     *_layers_all,

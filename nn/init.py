@@ -10,6 +10,7 @@ import math
 
 from xpgrad import autograd as ag
 from xpgrad.autograd import Tensor
+from xpgrad.autograd.random import stream_for
 
 __all__ = [
     "calculate_gain", "uniform_", "normal_", "zeros_", "ones_", "constant_", "xavier_uniform_", "xavier_normal_",
@@ -55,18 +56,23 @@ def _check_float(t: Tensor, name: str) -> None:
         raise TypeError(f"{name} needs a floating-point tensor, got dtype {t.dtype}")
 
 
-def uniform_(t: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
+def _kw(generator, t: Tensor) -> dict:
+    # The stream reaches the backend only when there is one: default draws call exactly as before.
+    return {} if generator is None else {"stream": stream_for(generator, t.device)}
+
+
+def uniform_(t: Tensor, a: float = 0.0, b: float = 1.0, generator=None) -> Tensor:
     """Fill with samples from U(a, b)."""
     _check_float(t, "uniform_")
     backend = t.device.backend
-    return _fill(t, backend.uniform(t.shape, float(a), float(b), t.dtype, t.device))
+    return _fill(t, backend.uniform(t.shape, float(a), float(b), t.dtype, t.device, **_kw(generator, t)))
 
 
-def normal_(t: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
+def normal_(t: Tensor, mean: float = 0.0, std: float = 1.0, generator=None) -> Tensor:
     """Fill with samples from N(mean, std**2)."""
     _check_float(t, "normal_")
     backend = t.device.backend
-    return _fill(t, backend.normal(t.shape, float(mean), float(std), t.dtype, t.device))
+    return _fill(t, backend.normal(t.shape, float(mean), float(std), t.dtype, t.device, **_kw(generator, t)))
 
 
 def constant_(t: Tensor, val: float) -> Tensor:
@@ -101,32 +107,34 @@ def _fan(t: Tensor, mode: str) -> int:
     return fan_in if mode == "fan_in" else fan_out
 
 
-def xavier_uniform_(t: Tensor, gain: float = 1.0) -> Tensor:
+def xavier_uniform_(t: Tensor, gain: float = 1.0, generator=None) -> Tensor:
     """U(-a, a) with a = gain * sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio, 2010)."""
     fan_in, fan_out = _calculate_fan_in_and_fan_out(t)
     bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
-    return uniform_(t, -bound, bound)
+    return uniform_(t, -bound, bound, generator=generator)
 
 
-def xavier_normal_(t: Tensor, gain: float = 1.0) -> Tensor:
+def xavier_normal_(t: Tensor, gain: float = 1.0, generator=None) -> Tensor:
     """N(0, std**2) with std = gain * sqrt(2 / (fan_in + fan_out))."""
     fan_in, fan_out = _calculate_fan_in_and_fan_out(t)
-    return normal_(t, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)))
+    return normal_(t, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)), generator=generator)
 
 
-def kaiming_uniform_(t: Tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu") -> Tensor:
+def kaiming_uniform_(t: Tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu",
+                     generator=None) -> Tensor:
     """U(-bound, bound) with bound = gain * sqrt(3 / fan) (He et al., 2015); ``a`` is the
     negative slope for leaky_relu."""
     fan = _fan(t, mode)
     if fan == 0:
         return t
     bound = calculate_gain(nonlinearity, a) * math.sqrt(3.0 / fan)
-    return uniform_(t, -bound, bound)
+    return uniform_(t, -bound, bound, generator=generator)
 
 
-def kaiming_normal_(t: Tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu") -> Tensor:
+def kaiming_normal_(t: Tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu",
+                    generator=None) -> Tensor:
     """N(0, std**2) with std = gain / sqrt(fan)."""
     fan = _fan(t, mode)
     if fan == 0:
         return t
-    return normal_(t, 0.0, calculate_gain(nonlinearity, a) / math.sqrt(fan))
+    return normal_(t, 0.0, calculate_gain(nonlinearity, a) / math.sqrt(fan), generator=generator)

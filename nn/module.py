@@ -14,6 +14,7 @@ import numpy as np
 
 from xpgrad import autograd as ag
 from xpgrad.autograd.dtypes import is_dtype_name
+from xpgrad.autograd.interop import foreign_name, foreign_to_tensor, is_foreign_array
 from xpgrad.autograd.versioning import counter as _counter
 from xpgrad.autograd import Tensor
 from xpgrad.backends.device import Device, as_device
@@ -39,6 +40,17 @@ class Parameter(Tensor):
         self._requires_grad = False
         self._version = _counter(data)
         self.requires_grad_(requires_grad)
+
+    def __setattr__(self, name: str, value) -> None:
+        # ``param.data = tensor`` is a PyTorch habit that would leave a Tensor where every op
+        # expects an array. Caught here, on Parameters only: a check on every Tensor would cost
+        # each op's output (see the README's note on ``.data``).
+        if name == "data" and isinstance(value, Tensor):
+            raise TypeError(
+                "Parameter.data holds the backend array, not a Tensor: assign `p.data = other.data`, or copy "
+                "the values with `p.copy_(other)` under `with ag.no_grad():`"
+            )
+        object.__setattr__(self, name, value)
 
     def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()
@@ -375,7 +387,8 @@ class Module:
         Everything is validated before anything is copied: missing and unexpected keys (unless
         ``strict=False``), mis-shaped entries (always) and values that are not tensors raise one
         ``ValueError`` listing every problem, and the module is left unchanged. Values are cast to
-        each parameter's dtype and moved to its device; the Parameter objects stay the same, so an
+        each parameter's dtype and moved to its device (foreign tensors such as torch's are read
+        through DLPack: a torch ``state_dict()`` loads as is); the Parameter objects stay the same, so an
         optimizer built before the load keeps working. Returns ``(missing_keys, unexpected_keys)``.
         """
         if not hasattr(state_dict, "keys") or not hasattr(state_dict, "__getitem__"):
@@ -394,6 +407,12 @@ class Module:
             if name not in state_dict:
                 continue
             value = state_dict[name]
+            if is_foreign_array(value):  # torch, JAX, CuPy...: a view through DLPack, copied below
+                try:
+                    value = foreign_to_tensor(value, "load_state_dict")
+                except (TypeError, RuntimeError, BufferError, ValueError) as exc:
+                    problems.append(f"{name!r}: {exc}")
+                    continue
             arr_shape, why = _source_shape(value)
             if why is not None:
                 problems.append(f"{name!r}: {why}")
@@ -483,4 +502,4 @@ def _source_shape(value):
         if value.dtype.kind not in "biufc":
             return None, f"holds an array of dtype {value.dtype}, not numbers"
         return tuple(value.shape), None
-    return None, f"expected a Tensor (or numpy array), got {type(value).__name__}"
+    return None, f"expected a Tensor, a numpy array or a DLPack-capable tensor (torch, JAX, CuPy), got {foreign_name(value)}"

@@ -4,7 +4,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .optimizer import Optimizer, ParamsT, _at_least_zero, _in_unit_interval, _l2_decayed, lerp_
+from .optimizer import (
+    CHUNK, Optimizer, ParamsT, _at_least_zero, _check_foreach, _in_unit_interval, _l2_decayed, lerp_, run_chunked,
+)
 
 __all__ = ["Adam", "AdamW", "adam_update", "lerp_"]
 
@@ -47,17 +49,22 @@ def adam_update(
 
 
 class Adam(Optimizer):
-    """Adam (Kingma & Ba), exactly as ``torch.optim.Adam``. ``decoupled_weight_decay=True`` is AdamW."""
+    """Adam (Kingma & Ba), exactly as ``torch.optim.Adam``. ``decoupled_weight_decay=True`` is AdamW.
+
+    ``foreach=True`` updates each group through flat buffers (see ``Optimizer._foreach_buckets``):
+    a handful of array calls per step for all its parameters, with the same results bit for bit.
+    """
 
     _kernel = staticmethod(adam_update)
     _required_state = ("step", "exp_avg", "exp_avg_sq")
 
     def __init__(
         self, params: ParamsT, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-        weight_decay: float = 0, amsgrad: bool = False, *, decoupled_weight_decay: bool = False,
+        weight_decay: float = 0, amsgrad: bool = False, *, foreach: bool | None = None,
+        decoupled_weight_decay: bool = False,
     ) -> None:
         defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay, "amsgrad": amsgrad,
-                    "decoupled_weight_decay": decoupled_weight_decay}
+                    "foreach": foreach, "decoupled_weight_decay": decoupled_weight_decay}
         super().__init__(params, defaults)
 
     def _check_options(self, options: Mapping[str, Any], where: str) -> None:
@@ -69,6 +76,17 @@ class Adam(Optimizer):
         _in_unit_interval(betas[0], "beta parameter at index 0", where)
         _in_unit_interval(betas[1], "beta parameter at index 1", where)
         _at_least_zero(options, "weight_decay", "weight_decay value", where)
+        _check_foreach(options, where)
+
+    @staticmethod
+    def _init_state(p, state: dict[str, Any], amsgrad: bool) -> None:
+        if not state:
+            state["step"] = 0.0
+            state["exp_avg"] = Optimizer._zeros_like(p)
+            state["exp_avg_sq"] = Optimizer._zeros_like(p)
+        if amsgrad and "max_exp_avg_sq" not in state:
+            # amsgrad switched on mid-training: max(0, v) == v, so zeros start it where torch would
+            state["max_exp_avg_sq"] = Optimizer._zeros_like(p)
 
     def _update_group(self, group: dict[str, Any]) -> None:
         lr = float(group["lr"])
@@ -82,20 +100,34 @@ class Adam(Optimizer):
         fusable = kernel is adam_update
         fused_device = fused = None  # the device last asked for a kernel, and its answer
         looked_up: dict = {}
+        if group.get("foreach"):
+            keys = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if amsgrad else ("exp_avg", "exp_avg_sq")
+            buckets = self._foreach_buckets(group, keys, lambda p, st: self._init_state(p, st, amsgrad))
+            if buckets is not None:
+                step = 0.0
+                for p in group["params"]:
+                    state = self.state[p]
+                    state["step"] += 1
+                    step = float(state["step"])
+                for b in buckets:
+                    m, v = b.state["exp_avg"], b.state["exp_avg_sq"]
+                    maxv = b.state["max_exp_avg_sq"] if amsgrad else None
+                    fused = self._fused_on(b.params[0].device, "adam", looked_up) if fusable else None
+                    if fused is not None:
+                        fused(b.param, b.grad, m, v, lr=lr, beta1=beta1, beta2=beta2, eps=eps, step=step,
+                              weight_decay=weight_decay, decoupled_weight_decay=decoupled, max_exp_avg_sq=maxv)
+                    else:
+                        run_chunked(kernel, b.xp, (b.param, b.grad, m, v, maxv), b.scratch, dict(
+                            step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
+                            amsgrad=amsgrad, decoupled_weight_decay=decoupled))
+                return
         for p in group["params"]:
             g = p._grad  # parameters are leaves: the .grad property adds nothing but a call
             if g is None:
                 continue
             state = self._state_of(p)
-            if not state:
-                state["step"] = 0.0
-                state["exp_avg"] = self._zeros_like(p)
-                state["exp_avg_sq"] = self._zeros_like(p)
-                if amsgrad:
-                    state["max_exp_avg_sq"] = self._zeros_like(p)
-            elif amsgrad and "max_exp_avg_sq" not in state:
-                # amsgrad switched on mid-training: max(0, v) == v, so zeros start it where torch would
-                state["max_exp_avg_sq"] = self._zeros_like(p)
+            if not state or (amsgrad and "max_exp_avg_sq" not in state):
+                self._init_state(p, state, amsgrad)
             state["step"] += 1
             if fusable:
                 device = p.device
@@ -108,8 +140,14 @@ class Adam(Optimizer):
                           decoupled_weight_decay=decoupled,
                           max_exp_avg_sq=state["max_exp_avg_sq"].data if amsgrad else None)
                     continue
-            kernel(p.data, g.data, state["exp_avg"].data, state["exp_avg_sq"].data,
-                   state["max_exp_avg_sq"].data if amsgrad else None, self._scratch_for(p),
+            arrays = (p.data, g.data, state["exp_avg"].data, state["exp_avg_sq"].data,
+                      state["max_exp_avg_sq"].data if amsgrad else None)
+            if p.data.size > CHUNK:  # large: in cache-sized pieces on NumPy
+                run_chunked(kernel, p.device.backend.xp, arrays, self._scratch_for(p), dict(
+                    step=float(state["step"]), lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
+                    amsgrad=amsgrad, decoupled_weight_decay=decoupled))
+                continue
+            kernel(*arrays, self._scratch_for(p),
                    xp=p.device.backend.xp, step=float(state["step"]), lr=lr, beta1=beta1, beta2=beta2, eps=eps,
                    weight_decay=weight_decay, amsgrad=amsgrad, decoupled_weight_decay=decoupled)
 
@@ -119,9 +157,9 @@ class AdamW(Adam):
 
     def __init__(
         self, params: ParamsT, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-        weight_decay: float = 1e-2, amsgrad: bool = False,
+        weight_decay: float = 1e-2, amsgrad: bool = False, *, foreach: bool | None = None,
     ) -> None:
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, decoupled_weight_decay=True)
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, foreach=foreach, decoupled_weight_decay=True)
 
     def _setup_group(self, group: dict[str, Any]) -> None:
         # As torch: AdamW always decays decoupled, whatever a group or a loaded state dict says.

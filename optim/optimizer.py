@@ -18,12 +18,16 @@ import numpy as np
 
 from xpgrad import autograd as ag
 from xpgrad.autograd import Tensor
+from xpgrad.autograd.interop import foreign_name, foreign_to_tensor, is_foreign_array
 
-__all__ = ["Optimizer", "ParamsT"]
+__all__ = ["Optimizer", "ParamsT", "run_chunked"]
 
 ParamsT = Union[Iterable[Tensor], Iterable[dict[str, Any]], Iterable[tuple[str, Tensor]]]
 
 _UNSET = object()
+
+#: Per-parameter state that optimizers keep as numbers, where torch keeps 0-d tensors (NAdam's ``mu_product``).
+_SCALAR_STATE = frozenset({"step", "mu_product"})
 
 
 class Optimizer:
@@ -59,6 +63,8 @@ class Optimizer:
         self._scratch: dict[tuple[Any, np.dtype], Any] = {}
         # Each parameter's views into its buffer, with the layout they were made for (see _scratch_for).
         self._scratch_views: dict[Tensor, tuple[tuple, tuple]] = {}
+        # Multi-tensor (foreach) groups: id of the group's params list -> (that list, its flat buckets).
+        self._flat: dict[int, tuple[list, list[_FlatBucket]]] = {}
 
         groups = list(params)
         if len(groups) == 0:
@@ -237,6 +243,47 @@ class Optimizer:
         self._scratch_views[p] = (layout, views)
         return views
 
+    # -- multi-tensor (foreach) steps --------------------------------------------------------------------
+    def _foreach_buckets(
+        self, group: dict[str, Any], keys: tuple[str, ...], init: Callable[[Tensor, dict], None], n_scratch: int = 2,
+    ) -> list[_FlatBucket] | None:
+        """The flat buckets of a ``foreach=True`` group, ready for one step, or None when this step must
+        run per parameter.
+
+        Per (device, dtype) the group's parameters, their gradients and the state tensors named in
+        ``keys`` are views into one flat buffer each, so an update is one array call per term for all
+        of them. The parameters' ``.data`` become those views on the first such step (the Parameter
+        objects stay the same); every step checks that they, and the state tensors, still are (a
+        ``Module.to``, ``load_state_dict`` or ``p.data = ...`` rebuilds the buffers from the current
+        arrays). ``init(p, state)`` fills a parameter's missing state. The per-parameter path runs
+        instead (with the same state) when some parameter has no gradient, a gradient of another
+        dtype or shape, or the parameters' state differs in kind or step count: the flat update needs
+        one set of hyperparameters and step for all.
+        """
+        params = group["params"]
+        signature = _UNSET
+        state_map = self.state
+        for p in params:
+            g = p._grad
+            if g is None or g.data.dtype != p.data.dtype or g.data.shape != p.data.shape or g.device is not p.device:
+                return None
+            st = state_map.get(p)
+            sig = (st.get("step"), frozenset(st)) if st else None
+            if signature is _UNSET:
+                signature = sig
+            elif sig != signature:
+                return None
+        entry = self._flat.get(id(params))
+        buckets = entry[1] if entry is not None and entry[0] is params else None
+        if buckets is None or not all(b.valid(state_map, keys, n_scratch) for b in buckets):
+            for p in params:
+                init(p, self._state_of(p))
+            buckets = _build_buckets(params, state_map, keys, n_scratch)
+            self._flat[id(params)] = (params, buckets)
+        for b in buckets:
+            b.gather_grads()
+        return buckets
+
     # -- state dicts --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """The optimizer state in PyTorch's format: ``{'state': {index: {name: value}},
@@ -335,11 +382,16 @@ class Optimizer:
 
     @staticmethod
     def _load_value(p: Tensor, idx: Any, name: str, v: Any) -> Any:
+        if is_foreign_array(v):  # a torch/JAX/CuPy tensor: read through DLPack, then copied as a Tensor is
+            try:
+                v = foreign_to_tensor(v, f"loaded state {name!r} of parameter {idx!r}")
+            except (TypeError, RuntimeError, BufferError) as exc:
+                raise ValueError(str(exc)) from exc
         if isinstance(v, (Tensor, np.ndarray, p.device.backend.array_type)):
             shape = tuple(v.shape)
-            if name == "step":  # torch keeps the step count in a 0-d tensor; ours is a number
+            if name in _SCALAR_STATE:  # torch keeps these in 0-d tensors; ours are numbers
                 if int(np.prod(shape)) != 1:
-                    raise ValueError(f"loaded state 'step' of parameter {idx!r} has shape {shape}, expected a number")
+                    raise ValueError(f"loaded state {name!r} of parameter {idx!r} has shape {shape}, expected a number")
                 v = v.item() if isinstance(v, Tensor) else p.device.backend.to_numpy(v).item()
             else:
                 if shape != p.shape:
@@ -357,7 +409,7 @@ class Optimizer:
         if v is None or isinstance(v, (numbers.Number, str)):
             return v
         raise ValueError(
-            f"loaded state {name!r} of parameter {idx!r} is a {type(v).__name__}; "
+            f"loaded state {name!r} of parameter {idx!r} is a {foreign_name(v)}; "
             "expected a Tensor, an array or a number"
         )
 
@@ -370,6 +422,93 @@ class Optimizer:
                     lines.append(f"    {key}: {group[key]}")
         lines.append(")")
         return "\n".join(lines)
+
+
+# -- flat buffers of the multi-tensor path ----------------------------------------------------------------
+
+#: Elements per kernel call when a large update runs on NumPy in pieces (``run_chunked``): a piece's
+#: work arrays stay in cache instead of streaming every intermediate through memory.
+CHUNK = 1 << 17
+
+
+class _FlatBucket:
+    """One (device, dtype) share of a foreach group: flat parameter, gradient, state and scratch buffers."""
+
+    __slots__ = ("params", "views", "param", "grad", "grad_views", "state", "state_views", "scratch", "xp")
+
+    def valid(self, state_map, keys, n_scratch) -> bool:
+        if tuple(self.state) != keys or len(self.scratch) < n_scratch:
+            return False
+        for p, view in zip(self.params, self.views):
+            if p.data is not view:
+                return False
+        for key, views in self.state_views.items():
+            for p, view in zip(self.params, views):
+                t = state_map[p].get(key)
+                if t is None or t.data is not view:
+                    return False
+        return True
+
+    def gather_grads(self) -> None:
+        copyto = self.xp.copyto
+        for p, view in zip(self.params, self.grad_views):
+            g = p._grad.data
+            if g is not view:
+                copyto(view, g)
+
+
+def _build_buckets(params, state_map, keys, n_scratch) -> list[_FlatBucket]:
+    by_kind: dict[tuple, list] = {}
+    for p in params:
+        by_kind.setdefault((p.device, p.data.dtype), []).append(p)
+    buckets = []
+    for (device, dtype), ps in by_kind.items():
+        xp = device.backend.xp
+        total = sum(p.data.size for p in ps)
+
+        def flat_views(arrays, fill=True):
+            flat = xp.empty(total, dtype=dtype)
+            views, offset = [], 0
+            for a in arrays:
+                view = flat[offset:offset + a.size].reshape(a.shape)
+                if fill:
+                    xp.copyto(view, a)
+                views.append(view)
+                offset += a.size
+            return flat, views
+
+        b = _FlatBucket()
+        b.params, b.xp = ps, xp
+        b.param, b.views = flat_views([p.data for p in ps])
+        for p, view in zip(ps, b.views):
+            p.data = view  # same values: only where they live changes
+        b.grad, b.grad_views = flat_views([p.data for p in ps], fill=False)
+        b.state, b.state_views = {}, {}
+        for key in keys:
+            tensors = [state_map[p][key] for p in ps]
+            b.state[key], b.state_views[key] = flat_views([t.data for t in tensors])
+            for t, view in zip(tensors, b.state_views[key]):
+                t.data = view
+        b.scratch = tuple(xp.empty(total, dtype=dtype) for _ in range(n_scratch))
+        buckets.append(b)
+    return buckets
+
+
+def run_chunked(kernel, xp, arrays, scratch, kwargs) -> Any:
+    """``kernel(*arrays, scratch, xp=xp, **kwargs)``, on NumPy in pieces of ``CHUNK`` elements when the
+    arrays are large and contiguous (elementwise updates: the same values, bit for bit). ``None``
+    entries of ``arrays`` pass through; the last call's result is returned."""
+    first = arrays[0]
+    if xp is not np or first.size <= CHUNK or not all(a is None or a.flags.c_contiguous for a in arrays):
+        return kernel(*arrays, scratch, xp=xp, **kwargs)
+    flat = [None if a is None else a.reshape(-1) for a in arrays]
+    flat_scratch = [s.reshape(-1) for s in scratch]
+    result = None
+    for start in range(0, first.size, CHUNK):
+        end = start + CHUNK
+        result = kernel(*[None if a is None else a[start:end] for a in flat],
+                        tuple(s[start:end] for s in flat_scratch), xp=xp, **kwargs)
+    return result
 
 
 # -- hyperparameter checks shared by the optimizers ---------------------------------------------------
@@ -386,6 +525,12 @@ def _at_least_zero(options: Mapping[str, Any], key: str, label: str, where: str)
     if not 0.0 <= value:  # also rejects NaN
         raise ValueError(f"Invalid {label}: {options[key]!r}{where} ({key} must be >= 0)")
     return value
+
+
+def _check_foreach(options: Mapping[str, Any], where: str) -> None:
+    value = options.get("foreach")
+    if value is not None and not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"foreach must be None, True or False{where}, got {type(value).__name__} {value!r}")
 
 
 def _in_unit_interval(value: Any, label: str, where: str) -> float:

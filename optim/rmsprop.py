@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .optimizer import Optimizer, ParamsT, _at_least_zero, _l2_decayed, lerp_
+from .optimizer import CHUNK, Optimizer, ParamsT, _at_least_zero, _check_foreach, _l2_decayed, lerp_, run_chunked
 
 __all__ = ["RMSprop", "rmsprop_update"]
 
@@ -55,10 +55,10 @@ class RMSprop(Optimizer):
 
     def __init__(
         self, params: ParamsT, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0,
-        momentum: float = 0, centered: bool = False,
+        momentum: float = 0, centered: bool = False, *, foreach: bool | None = None,
     ) -> None:
         defaults = {"lr": lr, "alpha": alpha, "eps": eps, "weight_decay": weight_decay, "momentum": momentum,
-                    "centered": centered}
+                    "centered": centered, "foreach": foreach}
         super().__init__(params, defaults)
 
     def _check_options(self, options: Mapping[str, Any], where: str) -> None:
@@ -67,6 +67,7 @@ class RMSprop(Optimizer):
         _at_least_zero(options, "momentum", "momentum value", where)
         _at_least_zero(options, "weight_decay", "weight_decay value", where)
         _at_least_zero(options, "alpha", "alpha value", where)
+        _check_foreach(options, where)
 
     def _update_group(self, group: dict[str, Any]) -> None:
         lr = float(group["lr"])
@@ -76,11 +77,9 @@ class RMSprop(Optimizer):
         momentum = float(group["momentum"])
         centered = bool(group["centered"])
         kernel = self._kernel
-        for p in group["params"]:
-            g = p._grad  # parameters are leaves: the .grad property adds nothing but a call
-            if g is None:
-                continue
-            state = self._state_of(p)
+        kw = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum, centered=centered)
+
+        def init(p, state):
             if not state:
                 state["step"] = 0.0
                 state["square_avg"] = self._zeros_like(p)
@@ -89,7 +88,37 @@ class RMSprop(Optimizer):
                 state["momentum_buffer"] = self._zeros_like(p)
             if centered and "grad_avg" not in state:
                 state["grad_avg"] = self._zeros_like(p)
+
+        if group.get("foreach"):
+            keys = (("square_avg",) + (("grad_avg",) if centered else ())
+                    + (("momentum_buffer",) if momentum > 0 else ()))
+            buckets = self._foreach_buckets(group, keys, init)
+            if buckets is not None:
+                for p in group["params"]:
+                    self.state[p]["step"] += 1
+                for b in buckets:
+                    run_chunked(kernel, b.xp, (b.param, b.grad, b.state["square_avg"], b.state.get("grad_avg"),
+                                               b.state.get("momentum_buffer")), b.scratch, kw)
+                return
+        for p in group["params"]:
+            g = p._grad  # parameters are leaves: the .grad property adds nothing but a call
+            if g is None:
+                continue
+            state = self._state_of(p)
+            if not state:
+                state["step"] = 0.0
+                state["square_avg"] = self._zeros_like(p)
+            if momentum > 0 and "momentum_buffer" not in state:
+                state["momentum_buffer"] = self._zeros_like(p)
+            if centered and "grad_avg" not in state:
+                state["grad_avg"] = self._zeros_like(p)
             state["step"] += 1
+            if p.data.size > CHUNK:  # large: in cache-sized pieces on NumPy
+                run_chunked(kernel, p.device.backend.xp, (p.data, g.data, state["square_avg"].data,
+                                                          state["grad_avg"].data if centered else None,
+                                                          state["momentum_buffer"].data if momentum > 0 else None),
+                            self._scratch_for(p), kw)
+                continue
             kernel(p.data, g.data, state["square_avg"].data, state["grad_avg"].data if centered else None,
                    state["momentum_buffer"].data if momentum > 0 else None, self._scratch_for(p),
                    xp=p.device.backend.xp, lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,

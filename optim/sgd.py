@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .optimizer import Optimizer, ParamsT, _at_least_zero, _l2_decayed, _real
+from .optimizer import CHUNK, Optimizer, ParamsT, _at_least_zero, _check_foreach, _l2_decayed, _real, run_chunked
 
 __all__ = ["SGD", "sgd_update"]
 
@@ -55,10 +55,10 @@ class SGD(Optimizer):
 
     def __init__(
         self, params: ParamsT, lr: float = 1e-3, momentum: float = 0, dampening: float = 0,
-        weight_decay: float = 0, nesterov: bool = False,
+        weight_decay: float = 0, nesterov: bool = False, *, foreach: bool | None = None,
     ) -> None:
         defaults = {"lr": lr, "momentum": momentum, "dampening": dampening, "weight_decay": weight_decay,
-                    "nesterov": nesterov}
+                    "nesterov": nesterov, "foreach": foreach}
         super().__init__(params, defaults)
 
     def _check_options(self, options: Mapping[str, Any], where: str) -> None:
@@ -71,6 +71,7 @@ class SGD(Optimizer):
                 f"Nesterov momentum requires a momentum and zero dampening{where} "
                 f"(got momentum={options['momentum']!r}, dampening={options['dampening']!r})"
             )
+        _check_foreach(options, where)
 
     def _update_group(self, group: dict[str, Any]) -> None:
         lr = float(group["lr"])
@@ -79,6 +80,8 @@ class SGD(Optimizer):
         weight_decay = float(group["weight_decay"])
         nesterov = bool(group["nesterov"])
         kernel = self._kernel
+        if group.get("foreach") and self._foreach_sgd(group, kernel, lr, momentum, dampening, weight_decay, nesterov):
+            return
         if momentum == 0 and weight_decay == 0 and kernel is sgd_update:
             # Plain SGD, the common case, without the general kernel's keyword-argument call.
             for p in group["params"]:
@@ -111,6 +114,38 @@ class SGD(Optimizer):
                     fused(p.data, g.data, buf.data, lr=lr, momentum=momentum, dampening=dampening,
                           weight_decay=weight_decay, nesterov=nesterov, first_step=first)
                     continue
+            if p.data.size > CHUNK:  # large: in cache-sized pieces on NumPy
+                run_chunked(kernel, p.device.backend.xp, (p.data, g.data, None if buf is None else buf.data),
+                            self._scratch_for(p), dict(lr=lr, momentum=momentum, dampening=dampening,
+                                                       weight_decay=weight_decay, nesterov=nesterov, first_step=first))
+                continue
             kernel(p.data, g.data, None if buf is None else buf.data, self._scratch_for(p),
                    xp=p.device.backend.xp, lr=lr, momentum=momentum, dampening=dampening,
                    weight_decay=weight_decay, nesterov=nesterov, first_step=first)
+
+    def _foreach_sgd(self, group, kernel, lr, momentum, dampening, weight_decay, nesterov) -> bool:
+        """One flat step of the group (``foreach=True``); False when it must go per parameter."""
+        params = group["params"]
+        first = momentum != 0 and "momentum_buffer" not in self.state.get(params[0], {})
+
+        def init(p, state):
+            if momentum != 0 and "momentum_buffer" not in state:
+                state["momentum_buffer"] = self._zeros_like(p)
+
+        buckets = self._foreach_buckets(group, ("momentum_buffer",) if momentum != 0 else (), init)
+        if buckets is None:
+            return False
+        looked_up: dict = {}
+        for b in buckets:
+            buf = b.state["momentum_buffer"] if momentum != 0 else None
+            fused = None
+            if momentum != 0 and kernel is sgd_update:
+                fused = self._fused_on(b.params[0].device, "sgd_momentum", looked_up)
+            if fused is not None:
+                fused(b.param, b.grad, buf, lr=lr, momentum=momentum, dampening=dampening,
+                      weight_decay=weight_decay, nesterov=nesterov, first_step=first)
+            else:
+                run_chunked(kernel, b.xp, (b.param, b.grad, buf), b.scratch, dict(
+                    lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov,
+                    first_step=first))
+        return True

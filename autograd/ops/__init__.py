@@ -10,6 +10,7 @@ from .elementwise import *  # noqa: F401,F403
 from .indexing import *  # noqa: F401,F403
 from .linalg import *  # noqa: F401,F403
 from .reduction import *  # noqa: F401,F403
+from .selection import *  # noqa: F401,F403
 from .shape import *  # noqa: F401,F403
 
 __all__ = list(_exported())

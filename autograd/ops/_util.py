@@ -83,3 +83,22 @@ def broadcast_error(op: str, *shapes) -> ValueError:
     return ValueError(
         f"{op}: shapes " + " and ".join(str(tuple(s)) for s in shapes) + " cannot be broadcast together"
     )
+
+
+class DefaultInt(int):
+    """An int default (``axis=-1``, ``axis=0``, ``ddof=0``) that reads and prints as the int but
+    can be told apart from the same value passed by the caller (see ``from_dim``)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return int.__repr__(self)
+
+
+def from_dim(axis, dim, op: str, names: str = "axis/dim"):
+    """PyTorch's ``dim=`` given for NumPy's ``axis=``: the axis to use (callers test ``dim is not
+    None`` first, so ops called without ``dim`` pay nothing). Both given raises TypeError."""
+    if axis is not None and type(axis) is not DefaultInt:
+        a, d = names.split("/")
+        raise TypeError(f"{op}: got both {a}={axis!r} and {d}={dim!r}; {d} is PyTorch's name for {a}, pass only one")
+    return dim

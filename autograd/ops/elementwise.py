@@ -583,6 +583,22 @@ def astype(x, dtype):
     return Cast.apply(x, dtype)
 
 
+def _cast_method(name, dtype):
+    def method(self):
+        return astype(self, dtype)
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = f"PyTorch's ``t.{name}()``: ``t.astype({np.dtype(dtype).name})`` (``t`` itself if it already is)."
+    return method
+
+
+# PyTorch's cast methods. ``t.float()`` is a float32 tensor (PyTorch's meaning); the builtin
+# ``float(t)`` still gives a Python float.
+for _name, _dtype in (("double", np.float64), ("float", np.float32), ("half", np.float16),
+                      ("long", np.int64), ("int", np.int32), ("bool", np.bool_)):
+    tensor_method(_name, _cast_method(_name, _dtype))
+
+
 class ToDevice(Function):
     raw_backward = True
     changes_device = True

@@ -17,7 +17,7 @@ from ..function import Function
 from ..tensor import Tensor
 from ..versioning import counter as _counter
 from ._registry import register
-from ._util import as_tensor, normalize_axis
+from ._util import as_tensor, from_dim, normalize_axis
 
 __all__ = ["normalize_index"]  # the registered ops join it below
 
@@ -178,8 +178,12 @@ def getitem(x, index):
 
 
 @register
-def take_along_axis(x, indices, axis):
+def take_along_axis(x, indices, axis=None, *, dim=None):
     """NumPy's take_along_axis; its gradient scatter-adds into the selected positions."""
+    if dim is not None:
+        axis = from_dim(axis, dim, "take_along_axis")
+    if axis is None:
+        raise TypeError("take_along_axis: axis (or dim) is required")
     x = as_tensor(x)
     key, held, _ = _key(indices, x.device)
     idx = key[0]

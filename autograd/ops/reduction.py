@@ -7,6 +7,7 @@ the logsumexp shift) go through ``ctx.save_for_backward``.
 """
 from __future__ import annotations
 
+import collections
 import math
 
 import numpy as np
@@ -14,7 +15,7 @@ import numpy as np
 from ..function import Function
 from ..tensor import _make
 from ._registry import register, tensor_method
-from ._util import as_tensor, kept_shape, normalize_axis
+from ._util import DefaultInt, as_tensor, from_dim, kept_shape, normalize_axis
 
 # np.broadcast_to is a Python function over nditer (~25,000 instructions, several times a small
 # op): below this many elements a freshly filled array is cheaper, and its memory is negligible.
@@ -44,6 +45,15 @@ def _axes(x, axis, name):
     return () if axes is not None and x.data.ndim == 0 else axes
 
 
+def _torch_names(axis, dim, keepdims, keepdim, name):
+    """PyTorch's ``dim=``/``keepdim=`` for ``axis=``/``keepdims=`` (only called when one is given)."""
+    if dim is not None:
+        axis = from_dim(axis, dim, name)
+    if keepdim is not None:
+        keepdims = from_dim(keepdims if keepdims is not False else None, keepdim, name, "keepdims/keepdim")
+    return axis, keepdims
+
+
 def _reduce(fn, x, axis, keepdims, name):
     x = as_tensor(x)
     return fn.apply(x, _axes(x, axis, name), bool(keepdims))
@@ -65,7 +75,9 @@ class Sum(Function):
 
 
 @register
-def sum(x, axis=None, keepdims=False):
+def sum(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    if dim is not None or keepdim is not None:
+        axis, keepdims = _torch_names(axis, dim, keepdims, keepdim, "sum")
     return _reduce(Sum, x, axis, keepdims, "sum")
 
 
@@ -86,7 +98,9 @@ class Mean(Function):
 
 
 @register
-def mean(x, axis=None, keepdims=False):
+def mean(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    if dim is not None or keepdim is not None:
+        axis, keepdims = _torch_names(axis, dim, keepdims, keepdim, "mean")
     return _reduce(Mean, x, axis, keepdims, "mean")
 
 
@@ -111,8 +125,15 @@ class Var(Function):
 
 
 @register
-def var(x, axis=None, ddof=0, keepdims=False):
+def var(x, axis=None, ddof=DefaultInt(0), keepdims=False, *, dim=None, keepdim=None):
     """Variance with NumPy's ``ddof`` (0: population variance, the default)."""
+    if dim is not None or keepdim is not None:
+        if type(ddof) is DefaultInt:  # torch.var(x, dim) is unbiased by default: never guess
+            raise TypeError(
+                "var: with PyTorch's dim=/keepdim= pass ddof= explicitly: torch.var defaults to the unbiased "
+                "estimate (ddof=1), NumPy and xpgrad to ddof=0"
+            )
+        axis, keepdims = _torch_names(axis, dim, keepdims, keepdim, "var")
     x = as_tensor(x)
     return Var.apply(x, _axes(x, axis, "var"), ddof, bool(keepdims))
 
@@ -146,8 +167,10 @@ class Max(_Extreme):
 
 
 @register
-def max(x, axis=None, keepdims=False):
+def max(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
     """Maximum over axes; tied maxima share the gradient evenly."""
+    if dim is not None or keepdim is not None:
+        return _values_indices(Max, argmax, x, *_torch_names(axis, dim, keepdims, keepdim, "max"))
     return _reduce(Max, x, axis, keepdims, "max")
 
 
@@ -156,9 +179,21 @@ class Min(_Extreme):
 
 
 @register
-def min(x, axis=None, keepdims=False):
+def min(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
     """Minimum over axes; tied minima share the gradient evenly."""
+    if dim is not None or keepdim is not None:
+        return _values_indices(Min, argmin, x, *_torch_names(axis, dim, keepdims, keepdim, "min"))
     return _reduce(Min, x, axis, keepdims, "min")
+
+
+ValuesIndices = collections.namedtuple("ValuesIndices", ["values", "indices"])
+
+
+def _values_indices(fn, argfn, x, axis, keepdims):
+    """``max(x, dim=d)``/``min(x, dim=d)``: PyTorch's (values, indices) pair."""
+    if not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"{fn._method}: with dim= the axis must be one int (PyTorch returns values and indices), got {axis!r}")
+    return ValuesIndices(_reduce(fn, x, axis, keepdims, fn._method), argfn(x, axis, keepdims))
 
 
 class Prod(Function):
@@ -214,7 +249,9 @@ def _product_of_others(ctx, x):
 
 
 @register
-def prod(x, axis=None, keepdims=False):
+def prod(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    if dim is not None or keepdim is not None:
+        axis, keepdims = _torch_names(axis, dim, keepdims, keepdim, "prod")
     return _reduce(Prod, x, axis, keepdims, "prod")
 
 
@@ -248,8 +285,10 @@ class LogSumExp(Function):
 
 
 @register
-def logsumexp(x, axis=None, keepdims=False):
+def logsumexp(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
     """log(sum(exp(x))) over axes, shifted by the maximum so it never overflows."""
+    if dim is not None or keepdim is not None:
+        axis, keepdims = _torch_names(axis, dim, keepdims, keepdim, "logsumexp")
     return _reduce(LogSumExp, x, axis, keepdims, "logsumexp")
 
 
@@ -278,7 +317,9 @@ class ArgMax(_ArgExtreme):
 
 
 @register
-def argmax(x, axis=None, keepdims=False):
+def argmax(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    if dim is not None or keepdim is not None:
+        axis, keepdims = _torch_names(axis, dim, keepdims, keepdim, "argmax")
     x = as_tensor(x)
     return ArgMax.apply(x, _arg_axis(x, axis, "argmax"), bool(keepdims))
 
@@ -288,7 +329,9 @@ class ArgMin(_ArgExtreme):
 
 
 @register
-def argmin(x, axis=None, keepdims=False):
+def argmin(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    if dim is not None or keepdim is not None:
+        axis, keepdims = _torch_names(axis, dim, keepdims, keepdim, "argmin")
     x = as_tensor(x)
     return ArgMin.apply(x, _arg_axis(x, axis, "argmin"), bool(keepdims))
 

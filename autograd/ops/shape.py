@@ -17,7 +17,7 @@ from ..function import Function
 from ..tensor import Tensor
 from ..versioning import counter as _counter
 from ._registry import register, tensor_method
-from ._util import as_tensor, normalize_axis
+from ._util import DefaultInt, as_tensor, from_dim, normalize_axis
 
 
 def _share_version(out: Tensor, src: Tensor) -> Tensor:
@@ -72,6 +72,16 @@ _reshape_method.__name__ = _reshape_method.__qualname__ = "reshape"
 tensor_method("reshape", _reshape_method)  # t.reshape(*shape) or t.reshape(shape)
 
 
+def _view_method(self, *shape):
+    """PyTorch's ``t.view(*shape)``: ``t.reshape(*shape)`` (a view sharing memory where NumPy's
+    reshape gives one, and the version counter always)."""
+    return reshape(self, _shape_args(shape))
+
+
+_view_method.__name__ = _view_method.__qualname__ = "view"
+tensor_method("view", _view_method)
+
+
 class Transpose(Function):
     raw_backward = True
 
@@ -102,7 +112,20 @@ def transpose(x, axes=None):
 
 
 def _transpose_method(self, *axes):
+    """``t.transpose()`` reverses the axes; ``t.transpose(*axes)``/``t.transpose(axes)`` permutes
+    them (NumPy); exactly two ints on a tensor that is not 2-D swap those two axes (PyTorch's
+    ``transpose(dim0, dim1)``; on a 2-D tensor both readings agree)."""
+    if len(axes) == 2 and self.data.ndim != 2 and all(isinstance(a, (int, np.integer)) for a in axes):
+        return swapaxes(self, axes[0], axes[1])
     return transpose(self, _shape_args(axes) if axes else None)
+
+
+def _permute_method(self, *dims):
+    """PyTorch's ``t.permute(*dims)``: ``t.transpose(dims)`` with a full permutation."""
+    dims = _shape_args(dims)
+    if len(tuple(dims)) != self.data.ndim:
+        raise ValueError(f"permute: {len(tuple(dims))} dims given for a tensor of dimension {self.data.ndim}")
+    return transpose(self, dims)
 
 
 def _reversed_axes(self):
@@ -112,6 +135,24 @@ def _reversed_axes(self):
 _transpose_method.__name__ = _transpose_method.__qualname__ = "transpose"
 tensor_method("transpose", _transpose_method)  # t.transpose(*axes) or t.transpose(axes)
 tensor_method("T", property(_reversed_axes))  # all axes reversed, as NumPy's .T
+_permute_method.__name__ = _permute_method.__qualname__ = "permute"
+tensor_method("permute", _permute_method)
+
+
+def _numel(self) -> int:
+    """PyTorch's ``t.numel()``: the number of elements (``t.size``)."""
+    return int(self.data.size)
+
+
+def _dim(self) -> int:
+    """PyTorch's ``t.dim()``: the number of dimensions (``t.ndim``)."""
+    return self.data.ndim
+
+
+_numel.__name__ = _numel.__qualname__ = "numel"
+_dim.__name__ = _dim.__qualname__ = "dim"
+tensor_method("numel", _numel)
+tensor_method("dim", _dim)
 
 
 @register
@@ -125,7 +166,11 @@ def swapaxes(x, axis1, axis2):
 
 
 @register
-def expand_dims(x, axis):
+def expand_dims(x, axis=None, *, dim=None):
+    if dim is not None:
+        axis = from_dim(axis, dim, "expand_dims")
+    if axis is None:
+        raise TypeError("expand_dims: axis (or dim) is required")
     x = as_tensor(x)
     axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
     nd = x.data.ndim + len(axes)
@@ -137,7 +182,9 @@ def expand_dims(x, axis):
 
 
 @register
-def squeeze(x, axis=None):
+def squeeze(x, axis=None, *, dim=None):
+    if dim is not None:
+        axis = from_dim(axis, dim, "squeeze")
     x = as_tensor(x)
     shape = x.data.shape
     if axis is None:
@@ -175,8 +222,12 @@ def broadcast_to(x, shape):
 
 
 @register
-def flatten(x, start_axis=0, end_axis=-1):
-    """Merge axes start_axis..end_axis (inclusive) into one."""
+def flatten(x, start_axis=DefaultInt(0), end_axis=DefaultInt(-1), *, start_dim=None, end_dim=None):
+    """Merge axes start_axis..end_axis (inclusive) into one (PyTorch's start_dim/end_dim also accepted)."""
+    if start_dim is not None:
+        start_axis = from_dim(start_axis, start_dim, "flatten", "start_axis/start_dim")
+    if end_dim is not None:
+        end_axis = from_dim(end_axis, end_dim, "flatten", "end_axis/end_dim")
     x = as_tensor(x)
     shape = x.data.shape
     if not shape:
@@ -218,7 +269,9 @@ class Concatenate(Function):
 
 
 @register(method=False)
-def concatenate(seq, axis=0):
+def concatenate(seq, axis=DefaultInt(0), *, dim=None):
+    if dim is not None:
+        axis = from_dim(axis, dim, "concatenate")
     parts = _tensors(seq, "concatenate")
     nd = parts[0].data.ndim
     if nd == 0:
@@ -227,7 +280,9 @@ def concatenate(seq, axis=0):
 
 
 @register(method=False)
-def stack(seq, axis=0):
+def stack(seq, axis=DefaultInt(0), *, dim=None):
+    if dim is not None:
+        axis = from_dim(axis, dim, "stack")
     parts = _tensors(seq, "stack")
     shapes = {p.data.shape for p in parts}
     if len(shapes) != 1:
@@ -253,14 +308,50 @@ class Split(Function):
 
 
 @register(method=False)
-def split(x, indices_or_sections, axis=0) -> list:
-    """NumPy's split: an int number of equal sections, or the indices to cut at; returns a list."""
+def split(x, indices_or_sections, axis=DefaultInt(0), *, dim=None) -> list:
+    """NumPy's split: an int number of equal sections, or the indices to cut at; returns a list.
+    (The method ``t.split`` is PyTorch's: chunk size or section sizes.)"""
+    if dim is not None:
+        axis = from_dim(axis, dim, "split")
     x = as_tensor(x)
     ax = normalize_axis(axis, x.data.ndim, "split")[0]
     if not isinstance(indices_or_sections, (int, np.integer)):
         indices_or_sections = [int(i) for i in indices_or_sections]
     out = Split.apply(x, indices_or_sections, ax)
     return list(out) if isinstance(out, tuple) else [out]
+
+
+@register(method=False)
+def cat(tensors, dim=DefaultInt(0), *, axis=None):
+    """PyTorch's name for ``concatenate`` (``dim``, or NumPy's ``axis``)."""
+    if axis is not None:
+        dim = from_dim(dim, axis, "cat", "dim/axis")
+    return concatenate(tensors, dim)
+
+
+def _split_method(self, split_size_or_sections, dim=DefaultInt(0), *, axis=None):
+    """PyTorch's ``t.split``: an int is the size of each chunk (the last may be smaller), a list
+    the size of each piece; returns a tuple. The function ``ag.split`` keeps NumPy's meaning."""
+    if axis is not None:
+        dim = from_dim(dim, axis, "split", "dim/axis")
+    x = self
+    ax = normalize_axis(dim, x.data.ndim, "split")[0]
+    n = x.data.shape[ax]
+    if isinstance(split_size_or_sections, (int, np.integer)):
+        size = int(split_size_or_sections)
+        if size <= 0:
+            raise ValueError(f"split: split_size must be a positive int, got {size}")
+        cuts = list(range(size, n, size))
+    else:
+        sizes = [int(k) for k in split_size_or_sections]
+        if sum(sizes) != n or any(k < 0 for k in sizes):
+            raise ValueError(f"split: section sizes {sizes} do not add up to {n}, the size of axis {ax}")
+        cuts = [int(c) for c in np.cumsum(sizes)[:-1]]
+    return tuple(split(x, cuts, ax))
+
+
+_split_method.__name__ = _split_method.__qualname__ = "split"
+tensor_method("split", _split_method)
 
 
 class Pad(Function):

@@ -250,6 +250,17 @@ class StandinArray:
     def __array__(self, dtype=None, copy=None):
         raise TypeError(_IMPLICIT)
 
+    def __dlpack_device__(self) -> tuple:
+        return (2, 0)  # kDLCUDA, as a CuPy array reports
+
+    def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
+        # The memory is host memory posing as cuda: no consumer could read a kDLCUDA capsule of it, and
+        # exporting it as kDLCPU would be the implicit host conversion this array refuses.
+        raise BufferError(
+            "DLPack export is not available on the (stand-in) cuda device: its memory is not real device memory. "
+            "Copy to the host explicitly first (for a Tensor: t.cpu(), t.numpy())"
+        )
+
     def __array_function__(self, func, types, args, kwargs):
         if func in _METADATA_FUNCTIONS:
             return func(*_unwrap_any(args), **{k: _unwrap_any(v) for k, v in kwargs.items()})
@@ -649,14 +660,20 @@ class StandinBackend(Backend):
         self._seed = int(seed)
         self._generators.clear()
 
-    def uniform(self, shape, low, high, dtype, device=None) -> StandinArray:
-        return StandinArray(_draw_uniform(self._generator(device), shape, low, high, dtype))
+    def make_stream(self, seed: int, device=None) -> np.random.Generator:
+        return np.random.default_rng(seed)
 
-    def normal(self, shape, mean, std, dtype, device=None) -> StandinArray:
-        return StandinArray(_draw_normal(self._generator(device), shape, mean, std, dtype))
+    def uniform(self, shape, low, high, dtype, device=None, stream=None) -> StandinArray:
+        return StandinArray(_draw_uniform(stream or self._generator(device), shape, low, high, dtype))
 
-    def permutation(self, n: int, device=None) -> StandinArray:
-        return StandinArray(self._generator(device).permutation(n))
+    def normal(self, shape, mean, std, dtype, device=None, stream=None) -> StandinArray:
+        return StandinArray(_draw_normal(stream or self._generator(device), shape, mean, std, dtype))
+
+    def integers(self, shape, low, high, dtype, device=None, stream=None) -> StandinArray:
+        return StandinArray((stream or self._generator(device)).integers(low, high, size=shape, dtype=dtype))
+
+    def permutation(self, n: int, device=None, stream=None) -> StandinArray:
+        return StandinArray((stream or self._generator(device)).permutation(n))
 
 
 # -- registering it for "cuda" -----------------------------------------------------------------------------

@@ -13,7 +13,8 @@ gradient.
 
 Modules: ``dense`` (linear, flatten), ``activations``, ``regularization`` (dropout),
 ``normalization`` (layer_norm, batch_norm), ``embeddings`` (embedding, one_hot), ``classification``
-(cross_entropy, nll_loss; their ops in ``cross_entropy_ops``) and ``losses`` (mse, l1, binary).
+(cross_entropy, nll_loss; their ops in ``cross_entropy_ops``), ``losses`` (mse, l1, binary),
+``convolution`` (conv1d, conv2d) and ``pooling`` (max, average and adaptive average pooling).
 """
 from __future__ import annotations
 
@@ -24,14 +25,17 @@ from ._common import _check_reduction as _check_reduction
 from .activations import gelu, leaky_relu, log_softmax, relu, sigmoid, softmax, tanh
 from .classification import _plain_targets as _plain_targets
 from .classification import cross_entropy, nll_loss
+from .convolution import conv1d, conv2d
 from .dense import flatten, linear
 from .embeddings import embedding, one_hot
 from .losses import binary_cross_entropy, binary_cross_entropy_with_logits, l1_loss, mse_loss
 from .normalization import batch_norm, layer_norm
+from .pooling import adaptive_avg_pool2d, avg_pool1d, avg_pool2d, max_pool1d, max_pool2d
 from .regularization import dropout
 
 __all__ = [
     "linear", "relu", "leaky_relu", "gelu", "sigmoid", "tanh", "softmax", "log_softmax", "dropout", "layer_norm",
     "batch_norm", "embedding", "one_hot", "cross_entropy", "nll_loss", "mse_loss", "l1_loss", "binary_cross_entropy",
     "binary_cross_entropy_with_logits", "flatten",
+    "conv1d", "conv2d", "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool2d",
 ]

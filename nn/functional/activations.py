@@ -10,6 +10,8 @@ import math
 from xpgrad import autograd as ag
 from xpgrad.autograd import Function, Tensor
 
+from xpgrad.autograd.ops._util import DefaultInt, from_dim
+
 from ._common import _axis, _is_graph, _log_softmax_array, _softmax_array, _tensor, node
 
 
@@ -144,13 +146,19 @@ class _LogSoftmax(Function):
         return g - ctx.ops.exp(ctx.output) * g.sum(axis=ctx.axis, keepdims=True)
 
 
-def softmax(x: Tensor, axis: int = -1) -> Tensor:
-    """exp(x) / sum(exp(x)) along ``axis``, shifted by the maximum (stable for any finite logits)."""
+def softmax(x: Tensor, axis: int = DefaultInt(-1), *, dim: int | None = None) -> Tensor:
+    """exp(x) / sum(exp(x)) along ``axis`` (or PyTorch's ``dim``), shifted by the maximum (stable
+    for any finite logits)."""
+    if dim is not None:
+        axis = from_dim(axis, dim, "softmax")
     _tensor(x, "softmax: input")
     return _Softmax.apply(x, _axis(axis, x.ndim, "softmax"))
 
 
-def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
-    """x - logsumexp(x) along ``axis`` as one op (stable; -inf logits give -inf, not NaN)."""
+def log_softmax(x: Tensor, axis: int = DefaultInt(-1), *, dim: int | None = None) -> Tensor:
+    """x - logsumexp(x) along ``axis`` (or PyTorch's ``dim``) as one op (stable; -inf logits give
+    -inf, not NaN)."""
+    if dim is not None:
+        axis = from_dim(axis, dim, "log_softmax")
     _tensor(x, "log_softmax: input")
     return _LogSoftmax.apply(x, _axis(axis, x.ndim, "log_softmax"))

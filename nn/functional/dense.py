@@ -4,6 +4,8 @@ from __future__ import annotations
 from xpgrad import autograd as ag
 from xpgrad.autograd import Function, Tensor
 
+from xpgrad.autograd.ops._util import DefaultInt, from_dim
+
 from ._common import _tensor, node
 
 
@@ -61,5 +63,11 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     return _Linear.apply(x, weight, bias)
 
 
-def flatten(x: Tensor, start_axis: int = 1, end_axis: int = -1) -> Tensor:
+def flatten(x: Tensor, start_axis: int = DefaultInt(1), end_axis: int = DefaultInt(-1), *,
+            start_dim: int | None = None, end_dim: int | None = None) -> Tensor:
+    """Merge axes start_axis..end_axis (PyTorch's start_dim/end_dim also accepted)."""
+    if start_dim is not None:
+        start_axis = from_dim(start_axis, start_dim, "flatten", "start_axis/start_dim")
+    if end_dim is not None:
+        end_axis = from_dim(end_axis, end_dim, "flatten", "end_axis/end_dim")
     return ag.flatten(x, start_axis, end_axis)

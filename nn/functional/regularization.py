@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from xpgrad.autograd import Function, Tensor
+from xpgrad.autograd.random import stream_for
 
 from ._common import _tensor, node
 
@@ -11,10 +12,13 @@ class _Dropout(Function):
     raw_backward = True
 
     @staticmethod
-    def forward(ctx, x, p):
+    def forward(ctx, x, p, stream):
         xd = x.data
         backend = x.device.backend
-        keep = backend.uniform(xd.shape, 0.0, 1.0, xd.dtype, x.device) >= p
+        if stream is None:
+            keep = backend.uniform(xd.shape, 0.0, 1.0, xd.dtype, x.device) >= p
+        else:
+            keep = backend.uniform(xd.shape, 0.0, 1.0, xd.dtype, x.device, stream=stream) >= p
         # Inverted dropout: survivors are scaled by 1/(1-p) so eval needs no rescaling.
         scale = keep.astype(xd.dtype) * (1.0 / (1.0 - p))
         ctx.save_for_backward(scale)
@@ -26,10 +30,11 @@ class _Dropout(Function):
         return g * scale
 
 
-def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+def dropout(x: Tensor, p: float = 0.5, training: bool = True, *, generator=None) -> Tensor:
     """Zero each element with probability ``p`` and scale the rest by 1/(1-p); identity unless training.
 
-    The mask comes from the device's generator (seeded by ``ag.manual_seed``).
+    The mask comes from the device's generator (seeded by ``ag.manual_seed``), or from
+    ``generator`` (an ``ag.Generator``).
     """
     _tensor(x, "dropout: input")
     if not 0.0 <= p <= 1.0:
@@ -38,4 +43,5 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
         return x
     if p == 1.0:
         return x * 0.0
-    return _Dropout.apply(x, float(p))
+    stream = None if generator is None else stream_for(generator, x.device)
+    return _Dropout.apply(x, float(p), stream)

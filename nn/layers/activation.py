@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from xpgrad.autograd import Tensor
+from xpgrad.autograd.ops._util import DefaultInt, from_dim
 
 from .. import functional as F
 from ..module import Module
@@ -53,9 +54,9 @@ class Tanh(Module):
 
 
 class Softmax(Module):
-    def __init__(self, axis: int = -1) -> None:
+    def __init__(self, axis: int = DefaultInt(-1), *, dim: int | None = None) -> None:
         super().__init__()
-        self.axis = axis
+        self.axis = int(from_dim(axis, dim, "Softmax") if dim is not None else axis)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.softmax(x, self.axis)
@@ -65,9 +66,9 @@ class Softmax(Module):
 
 
 class LogSoftmax(Module):
-    def __init__(self, axis: int = -1) -> None:
+    def __init__(self, axis: int = DefaultInt(-1), *, dim: int | None = None) -> None:
         super().__init__()
-        self.axis = axis
+        self.axis = int(from_dim(axis, dim, "LogSoftmax") if dim is not None else axis)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.log_softmax(x, self.axis)

@@ -5,6 +5,7 @@ import math
 
 from xpgrad import autograd as ag
 from xpgrad.autograd import Tensor
+from xpgrad.autograd.ops._util import DefaultInt, from_dim
 
 from .. import functional as F
 from .. import init
@@ -57,10 +58,15 @@ class Identity(Module):
 class Flatten(Module):
     """Merge axes ``start_axis``..``end_axis`` (by default all but the batch axis)."""
 
-    def __init__(self, start_axis: int = 1, end_axis: int = -1) -> None:
+    def __init__(self, start_axis: int = DefaultInt(1), end_axis: int = DefaultInt(-1), *,
+                 start_dim: int | None = None, end_dim: int | None = None) -> None:
         super().__init__()
-        self.start_axis = start_axis
-        self.end_axis = end_axis
+        if start_dim is not None:
+            start_axis = from_dim(start_axis, start_dim, "Flatten", "start_axis/start_dim")
+        if end_dim is not None:
+            end_axis = from_dim(end_axis, end_dim, "Flatten", "end_axis/end_dim")
+        self.start_axis = int(start_axis)
+        self.end_axis = int(end_axis)
 
     def forward(self, x: Tensor) -> Tensor:
         return ag.flatten(x, self.start_axis, self.end_axis)

@@ -575,6 +575,70 @@ INDEXING = [
 ]
 
 
+# -- selection and masking -------------------------------------------------------------------------------
+
+@st.composite
+def triangle_cases(draw):
+    shape = draw(one_shape(min_dims=2, max_dims=4))
+    k = draw(st.integers(-3, 3))
+    return Case((draw(_arrays(shape, REAL)),), {"k": k})
+
+
+@st.composite
+def masked_fill_cases(draw):
+    shape = draw(one_shape())
+    mshape = tuple(draw(st.sampled_from([1, n])) for n in shape)[draw(st.integers(0, len(shape))):]
+    mask = draw(hnp.arrays(np.bool_, mshape))
+    value = draw(st.sampled_from([0.0, -1.5, 2.0]))
+    return Case((draw(_arrays(shape, REAL)),), {"mask": mask, "value": value})
+
+
+@st.composite
+def topk_cases(draw):
+    shape = draw(one_shape(min_dims=1, max_dims=3))
+    nd = len(shape)
+    dim = draw(st.integers(-nd, nd - 1))
+    k = draw(st.integers(0, shape[dim]))
+    kwargs = {"k": k, "dim": dim, "largest": draw(st.booleans())}
+    return Case((draw(distinct_arrays(shape)),), kwargs)
+
+
+@st.composite
+def sort_cases(draw):
+    shape = draw(one_shape(min_dims=1, max_dims=3))
+    nd = len(shape)
+    return Case((draw(distinct_arrays(shape)),), {"dim": draw(st.integers(-nd, nd - 1)), "descending": draw(st.booleans())})
+
+
+def _np_topk(x, k, dim, largest):
+    order = np.argsort(-x if largest else x, axis=dim, kind="stable")
+    return np.take_along_axis(x, np.take(order, np.arange(k), axis=dim), axis=dim)
+
+
+def _np_sort(x, dim, descending):
+    out = np.sort(x, axis=dim)
+    return np.flip(out, axis=dim) if descending else out
+
+
+SELECTION = [
+    OpSpec("tril", ag.tril, lambda x, k: np.tril(x, k), lambda x, k: _torch().tril(x, diagonal=k), triangle_cases()),
+    OpSpec("triu", ag.triu, lambda x, k: np.triu(x, k), lambda x, k: _torch().triu(x, diagonal=k), triangle_cases()),
+    OpSpec(
+        "masked_fill", lambda x, mask, value: ag.masked_fill(x, ag.tensor(mask), value),
+        lambda x, mask, value: np.where(mask, value, x),
+        lambda x, mask, value: x.masked_fill(_torch().from_numpy(mask), value), masked_fill_cases(),
+    ),
+    OpSpec(
+        "topk", lambda x, k, dim, largest: ag.topk(x, k, dim=dim, largest=largest)[0], _np_topk,
+        lambda x, k, dim, largest: _torch().topk(x, k, dim=dim, largest=largest).values, topk_cases(),
+    ),
+    OpSpec(
+        "sort", lambda x, dim, descending: ag.sort(x, dim=dim, descending=descending)[0], _np_sort,
+        lambda x, dim, descending: _torch().sort(x, dim=dim, descending=descending).values, sort_cases(),
+    ),
+]
+
+
 # -- casts -----------------------------------------------------------------------------------------------
 
 CASTS = [
@@ -586,4 +650,4 @@ CASTS = [
 ]
 
 
-OPS: list[OpSpec] = ELEMENTWISE + LINALG + REDUCTIONS + SHAPE + INDEXING + CASTS
+OPS: list[OpSpec] = ELEMENTWISE + LINALG + REDUCTIONS + SHAPE + INDEXING + SELECTION + CASTS

@@ -27,6 +27,7 @@ SAME_NAME_METHODS = {
     "sin", "cos", "tanh", "sigmoid", "relu", "maximum", "minimum", "clip", "sign", "clone", "astype",
     "sum", "mean", "var", "max", "min", "prod", "logsumexp", "argmax", "argmin", "swapaxes",
     "expand_dims", "squeeze", "broadcast_to", "flatten", "repeat", "tile", "take_along_axis", "erf",
+    "tril", "triu", "masked_fill", "topk", "sort", "argsort",
 }
 OPERATORS = {
     "__add__": "add", "__sub__": "sub", "__mul__": "mul", "__truediv__": "div", "__pow__": "pow",
@@ -63,7 +64,9 @@ def test_each_module_exports_exactly_its_ops():
 def test_tensor_members_are_the_op_functions_themselves():
     members = _registry.methods()
     assert SAME_NAME_METHODS | set(OPERATORS) | REFLECTED | OTHER_MEMBERS <= set(members)
-    assert not set(members) & {"where", "concatenate", "stack", "split", "pad", "to_device", "getitem", "equal"}
+    assert not set(members) & {"where", "concatenate", "stack", "pad", "to_device", "getitem", "equal"}
+    # t.split is PyTorch's method (chunk sizes), never NumPy's function ag.split (section count/indices)
+    assert members["split"] is not ag.split and members["split"].__module__ == shape.__name__
     for name in SAME_NAME_METHODS:
         assert getattr(ag.Tensor, name) is getattr(ag, name), name  # no wrapper around the fast paths
     for name, op in OPERATORS.items():

@@ -13,6 +13,7 @@ equal values), and cross-entropy cases always count at least one target, so "mea
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 from hypothesis import strategies as st
@@ -488,4 +489,151 @@ def lstm_cases(draw):
 RECURRENT = [OpSpec("lstm", _lstm, _np_lstm, _t_lstm, lstm_cases())]
 
 
-NN_OPS: list[OpSpec] = ACTIVATIONS + DROPOUT + NORMALIZATION + EMBEDDING + CLASSIFICATION + LOSSES + RECURRENT
+# -- convolution and pooling -------------------------------------------------------------------------------
+
+def _np_pad(x, pads, value=0.0):
+    return np.pad(x, ((0, 0), (0, 0)) + tuple(pads), constant_values=value)
+
+
+def _np_pairs(padding, nd, kernel, dilation):
+    if padding == "same":
+        return tuple((d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2) for k, d in zip(kernel, dilation))
+    if padding == "valid":
+        return ((0, 0),) * nd
+    pad = (padding,) * nd if isinstance(padding, int) else padding
+    return tuple((p, p) for p in pad)
+
+
+def _np_conv(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+    """The definition, one kernel offset at a time: y[n, o, p] += x[n, c, p * s + k * d] * w[o, c, k]."""
+    nd = x.ndim - 2
+    kernel = w.shape[2:]
+    stride = (stride,) * nd if isinstance(stride, int) else stride
+    dilation = (dilation,) * nd if isinstance(dilation, int) else dilation
+    xp = _np_pad(x, _np_pairs(padding, nd, kernel, dilation))
+    out = tuple((xp.shape[2 + i] - dilation[i] * (kernel[i] - 1) - 1) // stride[i] + 1 for i in range(nd))
+    n, o = x.shape[0], w.shape[0]
+    cg, og = w.shape[1], o // groups
+    y = np.zeros((n, o) + out, dtype=x.dtype)
+    for ks in np.ndindex(*kernel):
+        sl = tuple(slice(k * d, k * d + s * (m - 1) + 1, s) for k, d, s, m in zip(ks, dilation, stride, out))
+        taps = xp[(slice(None), slice(None)) + sl]
+        for g in range(groups):
+            y[:, g * og:(g + 1) * og] += np.einsum(
+                "nc...,oc->no...", taps[:, g * cg:(g + 1) * cg], w[(slice(g * og, (g + 1) * og), slice(None)) + ks])
+    if b is not None:
+        y = y + b.reshape((1, -1) + (1,) * nd)
+    return y
+
+
+@st.composite
+def conv_cases(draw, nd: int, bias: bool):
+    """x (N, C, *spatial), weight (O, C/groups, *kernel) and optionally bias (O,); stride, padding
+    (ints, tuples, "valid", "same"), dilation and groups drawn so that the output is never empty."""
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    cg, og = draw(st.integers(1, 2 if groups > 1 else 3)), draw(st.integers(1, 2 if groups > 1 else 3))
+    kernel = tuple(draw(st.integers(1, 3)) for _ in range(nd))
+    dilation = tuple(draw(st.integers(1, 2)) for _ in range(nd))
+    form = draw(st.sampled_from(["int", "tuple", "same", "valid"]))
+    stride = (1,) * nd if form == "same" else tuple(draw(st.integers(1, 2)) for _ in range(nd))
+    if form in ("same", "valid"):
+        padding, pad = form, (0,) * nd
+    else:
+        pad = tuple(draw(st.integers(0, 1)) for _ in range(nd))
+        padding = pad[0] if form == "int" else pad
+        pad = (pad[0],) * nd if form == "int" else pad
+    spatial = tuple(draw(st.integers(max(3, d * (k - 1) + 1 - 2 * p), 6)) for k, d, p in zip(kernel, dilation, pad))
+    n = draw(st.integers(1, 2))
+    arrays = (draw(_arrays((n, cg * groups) + spatial, REAL)), draw(_arrays((og * groups, cg) + kernel, REAL)))
+    if bias:
+        arrays += (draw(_arrays((og * groups,), REAL)),)
+    kwargs = {"stride": stride if draw(st.booleans()) or len(set(stride)) > 1 else stride[0], "padding": padding,
+              "dilation": dilation if len(set(dilation)) > 1 else dilation[0], "groups": groups}
+    return Case(arrays, kwargs)
+
+
+def _np_windows(x, kernel, stride, padding, value):
+    """(N, C, *out, prod(kernel)) windows of x padded by ``value``."""
+    nd = x.ndim - 2
+    xp = _np_pad(x, tuple((p, p) for p in padding), value)
+    out = tuple((xp.shape[2 + i] - kernel[i]) // stride[i] + 1 for i in range(nd))
+    taps = [xp[(slice(None), slice(None)) + tuple(slice(k, k + s * (m - 1) + 1, s)
+                                                  for k, s, m in zip(ks, stride, out))] for ks in np.ndindex(*kernel)]
+    return np.stack(taps, axis=-1)
+
+
+def _pool_args(nd, kernel_size, stride, padding):
+    tup = lambda v: (v,) * nd if isinstance(v, int) else tuple(v)  # noqa: E731
+    return tup(kernel_size), tup(kernel_size if stride is None else stride), tup(padding)
+
+
+def _np_max_pool(x, kernel_size, stride=None, padding=0):
+    return _np_windows(x, *_pool_args(x.ndim - 2, kernel_size, stride, padding), -np.inf).max(axis=-1)
+
+
+def _np_avg_pool(x, kernel_size, stride=None, padding=0):
+    return _np_windows(x, *_pool_args(x.ndim - 2, kernel_size, stride, padding), 0.0).mean(axis=-1)
+
+
+@st.composite
+def pool_cases(draw, nd: int, distinct: bool):
+    """x (N, C, *spatial) with a kernel, stride (or None) and padding (at most half the kernel)."""
+    kernel = tuple(draw(st.integers(1, 3)) for _ in range(nd))
+    stride = draw(st.none() | st.tuples(*(st.integers(1, 2) for _ in range(nd))))
+    pad = tuple(draw(st.integers(0, k // 2)) for k in kernel)
+    spatial = tuple(draw(st.integers(max(3, k), 6)) for k in kernel)
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3))) + spatial
+    x = draw(distinct_arrays(shape) if distinct else _arrays(shape, REAL))
+    kwargs = {"kernel_size": kernel[0] if len(set(kernel)) == 1 and draw(st.booleans()) else kernel,
+              "stride": stride, "padding": pad[0] if len(set(pad)) == 1 else pad}
+    return Case((x,), kwargs)
+
+
+def _np_adaptive_avg_pool2d(x, output_size):
+    oh, ow = (output_size, output_size) if isinstance(output_size, int) else output_size
+    h, w = x.shape[-2:]
+    oh, ow = oh or h, ow or w
+    out = np.empty(x.shape[:-2] + (oh, ow), dtype=x.dtype)
+    for i in range(oh):
+        for j in range(ow):
+            h0, h1 = (i * h) // oh, -(-((i + 1) * h) // oh)
+            w0, w1 = (j * w) // ow, -(-((j + 1) * w) // ow)
+            out[..., i, j] = x[..., h0:h1, w0:w1].mean(axis=(-2, -1))
+    return out
+
+
+@st.composite
+def adaptive_cases(draw):
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 6)), draw(st.integers(1, 6)))
+    size = st.integers(1, 4)
+    output_size = draw(size | st.tuples(size | st.none(), size | st.none()))
+    return Case((draw(_arrays(shape, REAL)),), {"output_size": output_size})
+
+
+def _t_conv(name):
+    def call(*a, **kw):
+        with warnings.catch_warnings():  # torch warns that "same" with an even kernel copies the input
+            warnings.simplefilter("ignore", UserWarning)
+            return getattr(_tF(), name)(*a, **kw)
+
+    return call
+
+
+CONVOLUTION = [
+    OpSpec("conv2d", F.conv2d, _np_conv, _t_conv("conv2d"), conv_cases(2, bias=True)),
+    OpSpec("conv2d_no_bias", F.conv2d, _np_conv, _t_conv("conv2d"), conv_cases(2, bias=False)),
+    OpSpec("conv1d", F.conv1d, _np_conv, _t_conv("conv1d"), conv_cases(1, bias=True)),
+    OpSpec("max_pool2d", F.max_pool2d, _np_max_pool, lambda x, **kw: _tF().max_pool2d(x, **kw),
+           pool_cases(2, distinct=True)),
+    OpSpec("max_pool1d", F.max_pool1d, _np_max_pool, lambda x, **kw: _tF().max_pool1d(x, **kw),
+           pool_cases(1, distinct=True)),
+    OpSpec("avg_pool2d", F.avg_pool2d, _np_avg_pool, lambda x, **kw: _tF().avg_pool2d(x, **kw),
+           pool_cases(2, distinct=False)),
+    OpSpec("avg_pool1d", F.avg_pool1d, _np_avg_pool, lambda x, **kw: _tF().avg_pool1d(x, **kw),
+           pool_cases(1, distinct=False)),
+    OpSpec("adaptive_avg_pool2d", F.adaptive_avg_pool2d, _np_adaptive_avg_pool2d,
+           lambda x, output_size: _tF().adaptive_avg_pool2d(x, output_size), adaptive_cases()),
+]
+
+
+NN_OPS: list[OpSpec] = ACTIVATIONS + DROPOUT + NORMALIZATION + EMBEDDING + CLASSIFICATION + LOSSES + RECURRENT + CONVOLUTION

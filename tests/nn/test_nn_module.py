@@ -329,3 +329,12 @@ def test_to_device_moves_parameters_buffers_and_grads_in_place():
     bn.to(home)
     assert all(t.device is home for t in list(bn.parameters()) + list(bn.buffers()))
     assert bn.num_batches_tracked.item() == 2
+
+
+def test_assigning_a_tensor_to_parameter_data_raises_naming_the_fix():
+    p = nn.Parameter(ag.tensor([1.0, 2.0]))
+    with pytest.raises(TypeError, match=r"p\.data = other\.data.*p\.copy_\(other\)"):
+        p.data = ag.tensor([3.0, 4.0])
+    assert p.tolist() == [1.0, 2.0]
+    p.data = ag.tensor([5.0, 6.0]).data  # an array is the supported spelling
+    assert p.tolist() == [5.0, 6.0]

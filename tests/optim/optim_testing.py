@@ -50,7 +50,26 @@ ADAGRAD_CONFIGS = [
     ("Adagrad", dict(lr=0.05, weight_decay=0.1)),
     ("Adagrad", dict(lr=0.05, lr_decay=0.05, initial_accumulator_value=0.2, weight_decay=0.1, eps=1e-3)),
 ]
-CONFIGS = SGD_CONFIGS + ADAM_CONFIGS + RMSPROP_CONFIGS + ADAGRAD_CONFIGS
+ADADELTA_CONFIGS = [
+    ("Adadelta", dict(lr=1.0)),
+    ("Adadelta", dict(lr=0.5, rho=0.3)),  # 1 - rho >= 0.5
+    ("Adadelta", dict(lr=0.5, rho=0.95, eps=1e-3, weight_decay=0.1)),
+]
+NADAM_CONFIGS = [
+    ("NAdam", dict(lr=0.01)),
+    ("NAdam", dict(lr=0.01, weight_decay=0.1)),
+    ("NAdam", dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True)),
+    ("NAdam", dict(lr=0.02, betas=(0.3, 0.6), eps=1e-3, momentum_decay=0.05)),  # the other lerp branch
+]
+RADAM_CONFIGS = [
+    ("RAdam", dict(lr=0.01)),  # rho_t > 5 from step 6 on: both branches run
+    ("RAdam", dict(lr=0.01, weight_decay=0.1)),
+    ("RAdam", dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True)),
+    ("RAdam", dict(lr=0.02, betas=(0.3, 0.8), eps=1e-3)),  # rho_inf < 5: never rectified
+    ("RAdam", dict(lr=0.02, betas=(0.3, 0.95))),
+]
+CONFIGS = (SGD_CONFIGS + ADAM_CONFIGS + RMSPROP_CONFIGS + ADAGRAD_CONFIGS + ADADELTA_CONFIGS + NADAM_CONFIGS
+           + RADAM_CONFIGS)
 
 
 def config_id(config) -> str:

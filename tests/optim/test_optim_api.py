@@ -116,14 +116,20 @@ def test_invalid_group_options_are_rejected_naming_the_group(name, bad):
 def test_default_signatures_match_pytorch():
     p = _param()
     sgd = optim.SGD([p])
-    assert sgd.defaults == dict(lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False)
+    assert sgd.defaults == dict(lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, foreach=None)
     adam = optim.Adam([p])
     assert {k: adam.defaults[k] for k in ("lr", "betas", "eps", "weight_decay", "amsgrad")} == dict(
         lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False)
     adamw = optim.AdamW([p])
     assert adamw.defaults["weight_decay"] == 1e-2 and adamw.defaults["decoupled_weight_decay"] is True
     rms = optim.RMSprop([p])
-    assert rms.defaults == dict(lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False)
+    assert rms.defaults == dict(lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False,
+                                foreach=None)
+    assert optim.Adadelta([p]).defaults == dict(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0)
+    assert optim.NAdam([p]).defaults == dict(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
+                                             momentum_decay=4e-3, decoupled_weight_decay=False)
+    assert optim.RAdam([p]).defaults == dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
+                                             decoupled_weight_decay=False)
     ada = optim.Adagrad([p])
     assert ada.defaults == dict(lr=0.01, lr_decay=0, eps=1e-10, weight_decay=0, initial_accumulator_value=0)
 
@@ -187,6 +193,8 @@ def test_state_is_keyed_by_the_parameter_on_its_device(config):
             if isinstance(value, ag.Tensor):
                 assert value.device is p.device and value.shape == p.shape and value.dtype == p.dtype, key
                 assert not value.requires_grad
+            elif key == "mu_product":  # NAdam's product of momentum coefficients: one factor so far
+                assert isinstance(value, float) and 0 < value < 1
             else:
                 assert key == "step" and value == 1
     assert all(isinstance(k, ag.Tensor) for k in opt.state)

@@ -95,8 +95,8 @@ def test_state_dict_format():
     sd = opt.state_dict()
     assert set(sd) == {"state", "param_groups"}
     assert sd["param_groups"] == [
-        dict(lr=0.1, momentum=0.9, dampening=0, weight_decay=0, nesterov=False, params=[0, 1]),
-        dict(lr=0.5, momentum=0.9, dampening=0, weight_decay=0, nesterov=False, params=[2]),
+        dict(lr=0.1, momentum=0.9, dampening=0, weight_decay=0, nesterov=False, foreach=None, params=[0, 1]),
+        dict(lr=0.5, momentum=0.9, dampening=0, weight_decay=0, nesterov=False, foreach=None, params=[2]),
     ]
     assert sorted(sd["state"]) == [0, 2]
     assert set(sd["state"][0]) == {"momentum_buffer"}

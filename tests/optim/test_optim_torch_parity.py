@@ -52,8 +52,8 @@ def test_matches_torch_every_step_float64(config):
         assert set(ours_sd["state"][idx]) == set(ref_state), idx
         for key, ref_value in ref_state.items():
             ours_value = ours_sd["state"][idx][key]
-            if key == "step":
-                assert ours_value == float(ref_value)
+            if key in ("step", "mu_product"):  # numbers here, 0-d tensors in torch: exactly equal
+                assert ours_value == float(ref_value), key
             else:
                 np.testing.assert_allclose(ours_value.numpy(), ref_value.numpy(), rtol=0, atol=ATOL,
                                            err_msg=f"state {key} of parameter {idx}")
@@ -74,7 +74,7 @@ def test_matches_torch_float32(config):
     for p in ours:
         assert p.dtype == np.float32
         for key, value in opt.state[p].items():
-            if key != "step":
+            if key not in ("step", "mu_product"):  # those two are numbers
                 assert value.dtype == np.float32, key
     # float32 rounding differs in the last bits between libraries; 30 steps stay within 1e-5.
     assert_params_equal(ours, theirs, atol=1e-5, rtol=1e-5)
@@ -87,6 +87,9 @@ def test_matches_torch_float32(config):
     ("AdamW", dict(lr=0.01), [dict(lr=0.05), dict(weight_decay=0.5, eps=1e-4)]),
     ("RMSprop", dict(lr=0.01), [dict(lr=0.001, centered=True), dict(momentum=0.9, alpha=0.9)]),
     ("Adagrad", dict(lr=0.1), [dict(lr=0.01, lr_decay=0.2), dict(weight_decay=0.1)]),
+    ("Adadelta", dict(lr=0.5), [dict(rho=0.5), dict(weight_decay=0.1, eps=1e-4)]),
+    ("NAdam", dict(lr=0.01), [dict(momentum_decay=0.01), dict(weight_decay=0.1, decoupled_weight_decay=True)]),
+    ("RAdam", dict(lr=0.01), [dict(betas=(0.5, 0.9)), dict(weight_decay=0.1)]),
 ])
 def test_param_groups_with_their_own_options(name, defaults, groups):
     shapes = [(3, 4), (), (5,)]
@@ -161,3 +164,23 @@ def test_state_dict_layout_matches_torch():
     for idx in (0, 2):
         assert set(ours_sd["state"][idx]) == set(ref_sd["state"][idx])
 
+
+
+def test_nadam_loads_torchs_state_dict_and_continues_like_torch():
+    """torch keeps NAdam's mu_product (and step) in 0-d tensors; loading them gives numbers here."""
+    theirs = torch_params(initial_values(seed=12))
+    ref = torch_optimizer("NAdam", theirs, lr=0.01)
+    grads = gradient_stream(12, seed=13, skip_every=0)
+    for g in grads[:6]:
+        torch_set_grads(theirs, g)
+        ref.step()
+    ours = ag_params([t.detach().numpy() for t in theirs])
+    opt = optim.NAdam(ours, lr=0.01)
+    opt.load_state_dict(ref.state_dict())
+    assert opt.state[ours[0]]["mu_product"] == float(ref.state[theirs[0]]["mu_product"])
+    for g in grads[6:]:
+        set_grads(ours, g)
+        torch_set_grads(theirs, g)
+        opt.step()
+        ref.step()
+    assert_params_equal(ours, theirs)
