@@ -14,7 +14,7 @@ gradient.
 Modules: ``dense`` (linear, flatten), ``activations``, ``regularization`` (dropout),
 ``normalization`` (layer_norm, batch_norm), ``embeddings`` (embedding, one_hot), ``classification``
 (cross_entropy, nll_loss; their ops in ``cross_entropy_ops``), ``losses`` (mse, l1, binary),
-``convolution`` (conv1d, conv2d) and ``pooling`` (max, average and adaptive average pooling).
+``convolution`` (conv1d, conv2d), ``attention`` (scaled_dot_product_attention) and ``pooling`` (max, average and adaptive average pooling).
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 # do, sends every call the general way).
 from ._common import _check_reduction as _check_reduction
 from .activations import gelu, leaky_relu, log_softmax, relu, sigmoid, softmax, tanh
+from .attention import scaled_dot_product_attention
 from .classification import _plain_targets as _plain_targets
 from .classification import cross_entropy, nll_loss
 from .convolution import conv1d, conv2d
@@ -38,4 +39,5 @@ __all__ = [
     "batch_norm", "embedding", "one_hot", "cross_entropy", "nll_loss", "mse_loss", "l1_loss", "binary_cross_entropy",
     "binary_cross_entropy_with_logits", "flatten",
     "conv1d", "conv2d", "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool2d",
+    "scaled_dot_product_attention",
 ]

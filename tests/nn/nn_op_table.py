@@ -1,4 +1,4 @@
-"""nn.functional's differentiable ops (and nn.LSTM as a function), as ``OpSpec`` s of tests/autograd/op_table.py.
+"""nn.functional's differentiable ops (and nn.LSTM, nn.GRU, nn.RNN as functions), as ``OpSpec`` s of tests/autograd/op_table.py.
 
 test_nn_ops.py runs test_ops.py's table-driven properties over ``NN_OPS``: forward against NumPy in
 float64 and float32, first and second derivatives against finite differences, values and gradients
@@ -16,6 +16,7 @@ import math
 import warnings
 
 import numpy as np
+from hypothesis import assume
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from op_table import (  # tests/autograd/op_table.py (see conftest.py)
@@ -486,7 +487,95 @@ def lstm_cases(draw):
     return Case(arrays, {"batch_first": batch_first})
 
 
-RECURRENT = [OpSpec("lstm", _lstm, _np_lstm, _t_lstm, lstm_cases())]
+# -- GRU and RNN ---------------------------------------------------------------------------------------------
+
+_grus_rnns: dict = {}
+
+
+def _gru_rnn_module(kind: str, input_size: int, hidden_size: int, batch_first: bool):
+    key = (kind, input_size, hidden_size, batch_first)
+    if key not in _grus_rnns:
+        if kind == "gru":
+            _grus_rnns[key] = nn.GRU(input_size, hidden_size, batch_first=batch_first)
+        else:
+            _grus_rnns[key] = nn.RNN(input_size, hidden_size, nonlinearity=kind, batch_first=batch_first)
+    return _grus_rnns[key]
+
+
+def _gru_rnn(kind):
+    def fn(x, h0, *weights, batch_first):
+        """nn.GRU / nn.RNN (one layer) as a function of its input, initial state and parameters.
+        Returns (output, h_n)."""
+        module = _gru_rnn_module(kind, x.shape[-1], h0.shape[-1], batch_first)
+        own = dict(module._parameters)
+        module._parameters.update(zip(LSTM_PARAMETERS, weights))
+        try:
+            out, h_n = module(x, h0)
+        finally:
+            module._parameters.update(own)
+        return out, h_n
+    return fn
+
+
+def _np_gru_rnn(kind):
+    def ref(x, h0, w_ih, w_hh, b_ih, b_hh, batch_first):
+        if batch_first:
+            x = np.swapaxes(x, 0, 1)
+        h = h0[0]
+        H = h.shape[-1]
+        outs = []
+        for x_t in x:
+            gi, gh = x_t @ w_ih.T + b_ih, h @ w_hh.T + b_hh
+            if kind == "gru":
+                r = _np_sigmoid(gi[:, :H] + gh[:, :H])
+                z = _np_sigmoid(gi[:, H:2 * H] + gh[:, H:2 * H])
+                n = np.tanh(gi[:, 2 * H:] + r * gh[:, 2 * H:])
+                h = (1 - z) * n + z * h
+            else:
+                h = np.tanh(gi + gh) if kind == "tanh" else np.maximum(gi + gh, 0)
+            outs.append(h)
+        out = np.stack(outs)
+        return [np.swapaxes(out, 0, 1) if batch_first else out, h[None]]
+    return ref
+
+
+def _t_gru_rnn(kind):
+    def fn(x, h0, *weights, batch_first):
+        torch = _torch()
+        if kind == "gru":
+            module = torch.nn.GRU(x.shape[-1], h0.shape[-1], batch_first=batch_first)
+        else:
+            module = torch.nn.RNN(x.shape[-1], h0.shape[-1], nonlinearity=kind, batch_first=batch_first)
+        out, h_n = torch.func.functional_call(module.double(), dict(zip(LSTM_PARAMETERS, weights)), (x, h0))
+        return out, h_n
+    return fn
+
+
+@st.composite
+def gru_rnn_cases(draw, kind: str):
+    """Input (L, N, in) (or (N, L, in), batch first), h0 (1, N, H), then the layer's parameters
+    (3H rows for a GRU, H for an RNN). For relu, every pre-activation stays 0.1 away from 0."""
+    side = st.integers(1, 2)
+    steps, n, n_in, H = draw(st.integers(1, 3)), draw(side), draw(side), draw(side)
+    batch_first = draw(st.booleans())
+    rows = 3 * H if kind == "gru" else H
+    xs = (n, steps, n_in) if batch_first else (steps, n, n_in)
+    shapes_ = [xs, (1, n, H), (rows, n_in), (rows, H), (rows,), (rows,)]
+    arrays = tuple(draw(_arrays(s, floats(-1.5, 1.5))) for s in shapes_)
+    if kind == "relu":
+        x, h0, w_ih, w_hh, b_ih, b_hh = arrays
+        h = h0[0]
+        for x_t in (np.swapaxes(x, 0, 1) if batch_first else x):
+            a = x_t @ w_ih.T + b_ih + h @ w_hh.T + b_hh
+            assume(np.abs(a).min() > 0.1)
+            h = np.maximum(a, 0)
+    return Case(arrays, {"batch_first": batch_first})
+
+
+RECURRENT = [OpSpec("lstm", _lstm, _np_lstm, _t_lstm, lstm_cases())] + [
+    OpSpec(name, _gru_rnn(kind), _np_gru_rnn(kind), _t_gru_rnn(kind), gru_rnn_cases(kind))
+    for name, kind in (("gru", "gru"), ("rnn_tanh", "tanh"), ("rnn_relu", "relu"))
+]
 
 
 # -- convolution and pooling -------------------------------------------------------------------------------
@@ -636,4 +725,53 @@ CONVOLUTION = [
 ]
 
 
-NN_OPS: list[OpSpec] = ACTIVATIONS + DROPOUT + NORMALIZATION + EMBEDDING + CLASSIFICATION + LOSSES + RECURRENT + CONVOLUTION
+# -- attention ---------------------------------------------------------------------------------------------
+
+@st.composite
+def attention_cases(draw, mask: str):
+    """q (..., L, E), k (..., S, E), v (..., S, Ev) with 0 or 1 leading axes, and a mask: none (then
+    is_causal drawn), a bool one (L, S) in kwargs, or a float one (L, S) as a fourth differentiable input."""
+    lead = draw(one_shape(max_dims=1))
+    n_q, n_k, e, ev = (draw(st.integers(1, MAX_SIDE)) for _ in range(4))
+    arrays = (draw(_arrays(lead + (n_q, e), REAL)), draw(_arrays(lead + (n_k, e), REAL)),
+              draw(_arrays(lead + (n_k, ev), REAL)))
+    kwargs = {"scale": draw(st.none() | floats(0.2, 1.5))}
+    if mask == "none":
+        kwargs["is_causal"] = draw(st.booleans())
+    elif mask == "bool":
+        kwargs["keep"] = draw(hnp.arrays(np.bool_, (n_q, n_k)))
+    else:
+        arrays += (draw(_arrays((n_q, n_k), REAL)),)
+    return Case(arrays, kwargs)
+
+
+def _sdpa(q, k, v, m=None, keep=None, **kw):
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=_ag(keep) if m is None else m, **kw)
+
+
+def _t_sdpa(q, k, v, m=None, keep=None, **kw):
+    return _tF().scaled_dot_product_attention(q, k, v, attn_mask=_th(keep) if m is None else m, **kw)
+
+
+def _np_sdpa(q, k, v, m=None, keep=None, scale=None, is_causal=False):
+    s = (q @ np.swapaxes(k, -1, -2)) * (1.0 / math.sqrt(q.shape[-1]) if scale is None else scale)
+    if m is not None:
+        s = s + m
+    if is_causal:
+        keep = np.tril(np.ones(s.shape[-2:], dtype=bool))
+    if keep is not None:
+        s = np.where(keep, s, -np.inf)
+    rows = np.isfinite(s).any(axis=-1, keepdims=True)  # a row with no key left attends to nothing
+    s = np.where(rows, s, 0.0)
+    e = np.exp(s - s.max(axis=-1, keepdims=True))
+    return np.where(rows, e / e.sum(axis=-1, keepdims=True), 0.0) @ v
+
+
+ATTENTION = [
+    OpSpec("sdpa", _sdpa, _np_sdpa, _t_sdpa, attention_cases("none")),
+    OpSpec("sdpa_bool_mask", _sdpa, _np_sdpa, _t_sdpa, attention_cases("bool")),
+    OpSpec("sdpa_float_mask", _sdpa, _np_sdpa, _t_sdpa, attention_cases("float")),
+]
+
+
+NN_OPS: list[OpSpec] = ACTIVATIONS + DROPOUT + NORMALIZATION + EMBEDDING + CLASSIFICATION + LOSSES + RECURRENT + CONVOLUTION + ATTENTION
