@@ -19,11 +19,13 @@ from __future__ import annotations
 from .comm import (
     Communicator, MPICommunicator, SingleProcess, install_abort_on_exception, launched_under_mpi,
 )
+from .checkpoint import load_checkpoint, save_checkpoint
 from .distributed import DistributedDataParallel
 
 __all__ = [
     "init", "is_initialized", "communicator", "rank", "world_size", "local_rank", "barrier", "all_reduce",
-    "broadcast_state", "DistributedDataParallel", "Communicator", "SingleProcess", "MPICommunicator",
+    "broadcast_state", "save_checkpoint", "load_checkpoint", "DistributedDataParallel", "Communicator",
+    "SingleProcess", "MPICommunicator",
 ]
 
 _world: list = [None]  # the communicator init() chose

@@ -149,6 +149,58 @@ def unused():
         np.testing.assert_array_equal(a, b)
 
 
+def resume():
+    """Train 2 epochs, checkpoint, train 2 more; a fresh model and optimizer that load the
+    checkpoint and train the same 2 epochs end bit-identical to the uninterrupted run, on both ranks."""
+    import os
+
+    comm = dp.init()
+    r = comm.rank
+    path = os.path.join(sys.argv[2], "ckpt.npz")
+    x, y = data()
+
+    def setup(seed):
+        model = dp.DistributedDataParallel(mlp(seed=seed), bucket_cap_mb=0.0005)
+        opt = optim.Adam(model.parameters(), lr=1e-2, betas=(0.8, 0.95))
+        loader = nn.DataLoader((x, y), batch_size=16, shuffle=True, seed=11, rank=r, world_size=comm.size)
+        return model, opt, loader
+
+    def epochs(model, opt, loader, n):
+        for _ in range(n):
+            for xb, yb in loader:
+                opt.zero_grad()
+                nn.MSELoss()(model(xb), yb).backward()
+                opt.step()
+
+    model, opt, loader = setup(0)
+    epochs(model, opt, loader, 2)
+    dp.save_checkpoint(path, model, opt, epoch=loader.epoch, note="half way", marker=ag.tensor([r, 7]))
+    assert os.path.exists(path)  # in place on every rank when save returns (one file system here)
+    epochs(model, opt, loader, 2)
+    straight = digest(model.module)
+
+    fresh, fresh_opt, fresh_loader = setup(50 + r)  # other weights, empty optimizer state
+    extra = dp.load_checkpoint(path, fresh, fresh_opt)
+    assert extra["epoch"] == 2 and extra["note"] == "half way", extra
+    np.testing.assert_array_equal(extra["marker"].numpy(), [0, 7])  # rank 0's value on every rank
+    assert fresh_opt.param_groups[0]["betas"] == (0.8, 0.95)
+    fresh_loader.epoch = extra["epoch"]
+    epochs(fresh, fresh_opt, fresh_loader, 2)
+    resumed = digest(fresh.module)
+    both = comm.allgather_object((straight, resumed))
+    assert both[0] == both[1] and straight == resumed, both
+    # a file that is not a checkpoint raises on every rank, none hangs
+    if r == 0:
+        nn.save(mlp().state_dict(), path)
+    dp.barrier()
+    try:
+        dp.load_checkpoint(path, fresh)
+    except (ValueError, RuntimeError) as exc:
+        assert "not written by save_checkpoint" in str(exc), exc
+    else:
+        raise AssertionError("load_checkpoint accepted a plain state dict")
+
+
 def mismatch():
     dp.init()
     dp.DistributedDataParallel(mlp(hidden=16 + dp.rank()))
