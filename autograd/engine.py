@@ -6,7 +6,8 @@ Three pieces, each written once:
   and every consumer of a node is newer than the node itself, so popping nodes newest-first
   visits each node after all its consumers delivered their gradients: a reverse topological
   order, computed iteratively (a 100,000-op chain is fine) and without a counting pre-pass.
-- ``backward_of`` is the one call into a node's backward.
+- one call into a node's backward: the raw-array path inline in ``_traverse``, everything
+  else (user Functions, several outputs, ``create_graph``) through ``_general_backward``.
 - ``accumulate`` is the one way a gradient is added to a tensor's ``.grad``; leaves' hooks
   (``hooks.py``) run once a leaf has received its last gradient of the backward.
 
@@ -124,7 +125,7 @@ def _traverse(add, nodes, wanted, create_graph, retain_graph, anomaly, leaf_hook
         if node._retained is not None and wanted is None:  # ag.grad never writes .grad
             _fill_retained(node, gout, create_graph)
         fn = node.fn
-        if raw_ok and fn.raw_backward and node.n_out == 1:  # backward_of(), inlined: once per node
+        if raw_ok and fn.raw_backward and node.n_out == 1:  # the one call into a node's backward
             node._raw = True
             grads_in = fn.backward(node, gout)
             if type(grads_in) is not tuple:
@@ -181,19 +182,6 @@ def _traverse(add, nodes, wanted, create_graph, retain_graph, anomaly, leaf_hook
             node._saved = None
             node._out = None
             node.next_edges = None
-
-
-def backward_of(node, gout, raw_ok: bool) -> tuple:
-    """Run ``node``'s backward on ``gout``: its gradients, one per input (None: no gradient).
-
-    Built-in ops' raw backward runs on arrays; user Functions, several outputs and
-    ``create_graph`` take the general path, which hands backward Tensors when needed."""
-    fn = node.fn
-    if raw_ok and fn.raw_backward and node.n_out == 1:
-        node._raw = True
-        grads = fn.backward(node, gout)
-        return grads if type(grads) is tuple else (grads,)
-    return _general_backward(node, gout, not raw_ok)
 
 
 def _general_backward(node, gout, create_graph):

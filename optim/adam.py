@@ -11,13 +11,11 @@ from .optimizer import (
 __all__ = ["Adam", "AdamW", "adam_update", "lerp_"]
 
 
-def adam_update(
-    param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, scratch, *, xp, step: float, lr: float, beta1: float,
-    beta2: float, eps: float, weight_decay: float, amsgrad: bool, decoupled_weight_decay: bool,
-) -> None:
-    """One Adam/AdamW step on arrays, in place (torch's ``_single_tensor_adam``); ``step`` is the
-    count after this step (1 on the first). ``scratch`` is two work arrays shaped like ``param``."""
-    s0, s1 = scratch
+def adam_moments(param, grad, exp_avg, exp_avg_sq, s0, s1, *, xp, lr: float, beta1: float, beta2: float,
+                 weight_decay: float, decoupled_weight_decay: bool):
+    """The part every Adam-family step shares, in place: weight decay (decoupled into ``param``,
+    or L2 into a copy of the gradient in ``s0``), then both moments (``s1`` is scratch). Returns
+    the gradient the step goes on with."""
     d = grad
     if weight_decay != 0:
         if decoupled_weight_decay:
@@ -29,6 +27,18 @@ def adam_update(
     xp.multiply(d, 1 - beta2, out=s1)  # torch's addcmul order: (value * g) * g
     xp.multiply(s1, d, out=s1)
     xp.add(exp_avg_sq, s1, out=exp_avg_sq)
+    return d
+
+
+def adam_update(
+    param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, scratch, *, xp, step: float, lr: float, beta1: float,
+    beta2: float, eps: float, weight_decay: float, amsgrad: bool, decoupled_weight_decay: bool,
+) -> None:
+    """One Adam/AdamW step on arrays, in place (torch's ``_single_tensor_adam``); ``step`` is the
+    count after this step (1 on the first). ``scratch`` is two work arrays shaped like ``param``."""
+    s0, s1 = scratch
+    adam_moments(param, grad, exp_avg, exp_avg_sq, s0, s1, xp=xp, lr=lr, beta1=beta1, beta2=beta2,
+                 weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay)
 
     bias_correction1 = 1 - beta1**step
     bias_correction2 = 1 - beta2**step

@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from .adam import Adam
-from .optimizer import Optimizer, ParamsT, _at_least_zero, _l2_decayed, lerp_
+from .adam import Adam, adam_moments
+from .optimizer import Optimizer, ParamsT, _at_least_zero
 
 __all__ = ["NAdam", "nadam_update"]
 
@@ -21,22 +21,13 @@ def nadam_update(
     the new product. ``scratch`` is three work arrays shaped like ``param``."""
     s0, s1, s2 = scratch
     bias_correction2 = 1 - beta2**step
-    d = grad
-    if weight_decay != 0:
-        if decoupled_weight_decay:
-            xp.multiply(param, 1 - lr * weight_decay, out=param)
-        else:
-            d = _l2_decayed(xp, grad, param, weight_decay, out=s0)
     mu = beta1 * (1.0 - 0.5 * (0.96 ** (step * momentum_decay)))
     mu_next = beta1 * (1.0 - 0.5 * (0.96 ** ((step + 1) * momentum_decay)))
     # torch keeps the product in a float32 0-d tensor: each factor is rounded to float32 first
     mu_product = float(np.float32(mu_product) * np.float32(mu))
 
-    lerp_(exp_avg, d, 1 - beta1, s1, xp=xp)
-    xp.multiply(exp_avg_sq, beta2, out=exp_avg_sq)
-    xp.multiply(d, 1 - beta2, out=s1)  # torch's addcmul order: (value * g) * g
-    xp.multiply(s1, d, out=s1)
-    xp.add(exp_avg_sq, s1, out=exp_avg_sq)
+    d = adam_moments(param, grad, exp_avg, exp_avg_sq, s0, s1, xp=xp, lr=lr, beta1=beta1, beta2=beta2,
+                     weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay)
     denom = s1
     xp.divide(exp_avg_sq, bias_correction2, out=denom)
     xp.sqrt(denom, out=denom)

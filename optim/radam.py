@@ -4,8 +4,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .adam import Adam
-from .optimizer import Optimizer, ParamsT, _l2_decayed, lerp_
+from .adam import Adam, adam_moments
+from .optimizer import Optimizer, ParamsT
 
 __all__ = ["RAdam", "radam_update"]
 
@@ -17,17 +17,8 @@ def radam_update(
     """One RAdam step on arrays, in place (torch's ``_single_tensor_radam``); ``step`` is the count
     after this step. ``scratch`` is three work arrays shaped like ``param``."""
     s0, s1, s2 = scratch
-    d = grad
-    if weight_decay != 0:
-        if decoupled_weight_decay:
-            xp.multiply(param, 1 - lr * weight_decay, out=param)
-        else:
-            d = _l2_decayed(xp, grad, param, weight_decay, out=s0)
-    lerp_(exp_avg, d, 1 - beta1, s1, xp=xp)
-    xp.multiply(exp_avg_sq, beta2, out=exp_avg_sq)
-    xp.multiply(d, 1 - beta2, out=s1)  # torch's addcmul order: (value * g) * g
-    xp.multiply(s1, d, out=s1)
-    xp.add(exp_avg_sq, s1, out=exp_avg_sq)
+    adam_moments(param, grad, exp_avg, exp_avg_sq, s0, s1, xp=xp, lr=lr, beta1=beta1, beta2=beta2,
+                 weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay)
 
     bias_correction1 = 1 - beta1**step
     bias_correction2 = 1 - beta2**step
